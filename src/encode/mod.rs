@@ -1,0 +1,43 @@
+//! Where pixels and words become vectors. Text encoders (BERT family, static word vectors) and
+//! image encoders (CNNs) load from a model directory described by a [`crate::kit::Manifest`] and
+//! return one row per input: the feature before any projection head.
+
+pub mod image;
+pub mod text;
+
+pub use image::{ImageEncoder, ImageError};
+pub use text::{Pooling, TextEncoder, TextOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error(transparent)]
+    Manifest(#[from] crate::kit::ManifestError),
+    #[error("{0}")]
+    Config(String),
+    #[error("model {model}: {source}")]
+    Weights {
+        model: String,
+        source: candle_core::Error,
+    },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// L2-normalise each row; an all-zero row stays zero instead of becoming NaN.
+pub fn l2_normalize(x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+    let norm = x
+        .sqr()?
+        .sum_keepdim(candle_core::D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::INFINITY)?;
+    x.broadcast_div(&norm)
+}

@@ -1,0 +1,141 @@
+//! BERT-family sentence encoder (MiniLM here; bert-base-uncased and kin from any HF-layout dir).
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use super::Pooling;
+use crate::{
+    encode::{l2_normalize, EncodeError},
+    kit::Manifest,
+};
+
+pub struct BertEncoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    pooling: Pooling,
+    normalize: bool,
+    dims: usize,
+    device: Device,
+}
+
+impl BertEncoder {
+    pub fn load(
+        dir: &Path,
+        manifest: &Manifest,
+        pooling: Pooling,
+        normalize: bool,
+        max_length: Option<usize>,
+        device: &Device,
+    ) -> Result<Self, EncodeError> {
+        if pooling == Pooling::Sum {
+            return Err(EncodeError::Config(
+                "BERT pooling is cls or mean, not sum".into(),
+            ));
+        }
+        let config_path = dir.join("config.json");
+        let config: Config = serde_json::from_str(&read(&config_path)?)
+            .map_err(|e| EncodeError::Config(format!("{}: {e}", config_path.display())))?;
+        let positions = config.max_position_embeddings;
+        let max_length = max_length
+            .or(manifest.max_length)
+            .unwrap_or(positions)
+            .min(positions);
+
+        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+            EncodeError::Tokenizer(format!("{}: {e}", dir.join("tokenizer.json").display()))
+        })?;
+        // Upstream tokenizer.json files often pin padding to a fixed 128 tokens: pad to the longest
+        // text in the batch instead (short captions would otherwise cost ~8x the compute), and
+        // truncate at the model's limit so over-long text is cut, never an error.
+        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id,
+            pad_token: "[PAD]".into(),
+            ..Default::default()
+        }));
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                ..Default::default()
+            }))
+            .map_err(|e| EncodeError::Tokenizer(e.to_string()))?;
+
+        let weights = dir.join("model.safetensors");
+        if !weights.exists() {
+            return Err(EncodeError::Config(format!(
+                "{}: missing model.safetensors",
+                dir.display()
+            )));
+        }
+        // SAFETY: the file is memory-mapped read-only; the kit never rewrites a model in place.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
+            .map_err(|source| EncodeError::Weights {
+                model: manifest.name.clone(),
+                source,
+            })?;
+        let model = BertModel::load(vb, &config).map_err(|source| EncodeError::Weights {
+            model: manifest.name.clone(),
+            source,
+        })?;
+        Ok(Self {
+            model,
+            tokenizer,
+            pooling,
+            normalize,
+            dims: config.hidden_size,
+            device: device.clone(),
+        })
+    }
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    pub fn encode(&self, texts: &[&str]) -> Result<Tensor, EncodeError> {
+        if texts.is_empty() {
+            return Ok(Tensor::zeros((0, self.dims), DType::F32, &self.device)?);
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EncodeError::Tokenizer(e.to_string()))?;
+        let rows = encodings.len();
+        let width = encodings[0].get_ids().len();
+        let mut ids = Vec::with_capacity(rows * width);
+        let mut mask = Vec::with_capacity(rows * width);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+        }
+        let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
+        let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
+        let token_types = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
+        let pooled = match self.pooling {
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+            _ => {
+                let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+                let counts = mask.sum(1)?.clamp(1e-9, f64::INFINITY)?;
+                summed.broadcast_div(&counts)?
+            }
+        };
+        Ok(if self.normalize {
+            l2_normalize(&pooled)?
+        } else {
+            pooled
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<String, EncodeError> {
+    std::fs::read_to_string(path).map_err(|source| EncodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

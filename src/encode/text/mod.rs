@@ -1,0 +1,104 @@
+//! Text encoders: a caption becomes one vector.
+
+mod bert;
+mod static_vectors;
+mod words;
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+pub use bert::BertEncoder;
+pub use static_vectors::StaticVectors;
+
+use super::EncodeError;
+use crate::kit::{Architecture, Manifest, Modality};
+
+/// How token vectors become one sentence vector.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// BERT's first ([CLS]) token.
+    Cls,
+    /// Mean over real tokens (padding masked out); for word vectors, mean over known words.
+    Mean,
+    /// Sum over known words (word vectors only).
+    Sum,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = EncodeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cls" => Ok(Self::Cls),
+            "mean" => Ok(Self::Mean),
+            "sum" => Ok(Self::Sum),
+            other => Err(EncodeError::Config(format!(
+                "unknown pooling {other:?}: expected cls, mean or sum"
+            ))),
+        }
+    }
+}
+
+/// Overrides of what the manifest says.
+#[derive(Debug, Clone, Default)]
+pub struct TextOptions {
+    pub pooling: Option<Pooling>,
+    pub normalize: Option<bool>,
+    pub max_length: Option<usize>,
+}
+
+pub enum TextEncoder {
+    Bert(Box<BertEncoder>),
+    Static(StaticVectors),
+}
+
+impl TextEncoder {
+    pub fn load(dir: &Path, options: &TextOptions, device: &Device) -> Result<Self, EncodeError> {
+        let manifest = Manifest::load(dir)?;
+        if manifest.modality != Modality::Text {
+            return Err(EncodeError::Config(format!(
+                "{} is an image model, not a text model",
+                dir.display()
+            )));
+        }
+        let pooling = match options.pooling {
+            Some(p) => p,
+            None => manifest.pooling.as_deref().unwrap_or("mean").parse()?,
+        };
+        let normalize = options.normalize.unwrap_or(manifest.normalize);
+        match manifest.architecture {
+            Architecture::Bert => Ok(Self::Bert(Box::new(BertEncoder::load(
+                dir,
+                &manifest,
+                pooling,
+                normalize,
+                options.max_length,
+                device,
+            )?))),
+            Architecture::Static => Ok(Self::Static(StaticVectors::load(
+                dir, &manifest, pooling, normalize, device,
+            )?)),
+            other => Err(EncodeError::Config(format!(
+                "{other:?} is not a text architecture"
+            ))),
+        }
+    }
+
+    /// One row per text, `[texts.len(), dims]`. Empty, very long and non-ASCII texts are fine.
+    pub fn encode(&self, texts: &[&str]) -> Result<Tensor, EncodeError> {
+        match self {
+            Self::Bert(m) => m.encode(texts),
+            Self::Static(m) => m.encode(texts),
+        }
+    }
+
+    pub fn dims(&self) -> usize {
+        match self {
+            Self::Bert(m) => m.dims(),
+            Self::Static(m) => m.dims(),
+        }
+    }
+}

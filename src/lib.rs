@@ -1,0 +1,7 @@
+//! xmodal: cross-modal retrieval. Modules follow the data flow:
+//! `kit` (model files on disk) → `encode` (pixels and words become vectors) → … → `cli` (commands).
+
+pub mod cli;
+pub mod device;
+pub mod encode;
+pub mod kit;
