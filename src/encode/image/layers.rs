@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::{Module, Tensor, D};
 use candle_nn::VarBuilder;
 
-use super::depthwise::DepthwiseConv;
+use super::{depthwise::DepthwiseConv, im2col::Im2Col};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -204,13 +204,25 @@ impl Module for Conv {
             };
             return x.contiguous()?.apply_op1_no_bwd(&op);
         }
-        let y = if self.kernel == 1 && self.stride == 1 && self.groups == 1 {
-            // A 1×1 convolution is a matrix product per image; skip im2col's copy.
-            let (n, c, _, _) = x.dims4()?;
-            let c_out = self.weight.dim(0)?;
-            let w2 = self.weight.reshape((c_out, c))?.broadcast_left(n)?;
-            w2.matmul(&x.reshape((n, c, h * w))?)?
-                .reshape((n, c_out, h, w))?
+        let (n, c, _, _) = x.dims4()?;
+        let c_out = self.weight.dim(0)?;
+        let y = if self.groups == 1 && x.device().is_cpu() {
+            // One matrix product per image, [C_out, C·k·k] @ [C·k·k, OH·OW], already NCHW.
+            // A 1×1, stride-1 convolution needs no column matrix: the input plane is one.
+            let w2 = self.weight.reshape((c_out, ()))?.broadcast_left(n)?;
+            if self.kernel == 1 && self.stride == 1 && pads == [0; 4] {
+                w2.matmul(&x.reshape((n, c, h * w))?)?
+                    .reshape((n, c_out, h, w))?
+            } else {
+                let op = Im2Col {
+                    kernel: self.kernel,
+                    stride: self.stride,
+                    pads,
+                };
+                let (oh, ow) = op.output_size(h, w);
+                w2.matmul(&x.contiguous()?.apply_op1_no_bwd(&op)?)?
+                    .reshape((n, c_out, oh, ow))?
+            }
         } else {
             let [t, b, l, r] = pads;
             if t == b && l == r && t == l {

@@ -2,6 +2,7 @@
 
 mod depthwise;
 mod efficientnet_lite;
+mod im2col;
 mod layers;
 mod mobilenet_v2;
 pub mod preprocess;

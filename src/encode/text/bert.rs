@@ -4,10 +4,12 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
-use super::Pooling;
+use super::{
+    bert_model::{BertConfig, BertModel},
+    Pooling,
+};
 use crate::{
     encode::{l2_normalize, EncodeError},
     kit::Manifest,
@@ -37,7 +39,7 @@ impl BertEncoder {
             ));
         }
         let config_path = dir.join("config.json");
-        let config: Config = serde_json::from_str(&read(&config_path)?)
+        let config: BertConfig = serde_json::from_str(&read(&config_path)?)
             .map_err(|e| EncodeError::Config(format!("{}: {e}", config_path.display())))?;
         let positions = config.max_position_embeddings;
         let max_length = max_length
@@ -114,8 +116,7 @@ impl BertEncoder {
         }
         let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
         let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
-        let token_types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
+        let hidden = self.model.forward(&ids, &mask)?;
         let pooled = match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
             _ => {

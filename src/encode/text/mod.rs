@@ -1,6 +1,8 @@
 //! Text encoders: a caption becomes one vector.
 
 mod bert;
+mod bert_model;
+mod kernels;
 mod static_vectors;
 mod words;
 

@@ -1,0 +1,327 @@
+//! candle vs PyTorch encoder throughput on this machine, in one invocation.
+//!
+//! `cargo bench --bench encoders [-- --reps N --rounds R --images a,b --text-only|--images-only]`
+//!
+//! Text: MiniLM-L6 (kit weights), batches of 32 captions of ~12 words, tokenisation included on
+//! both sides. Images: batches of 16 already-normalised 224×224 tensors (decoding excluded on both
+//! sides); kit weights for EfficientNet-Lite0/MobileNetV2 in candle, random weights elsewhere
+//! (speed does not depend on values). The PyTorch side is scripts/bench_reference.py, run with
+//! `XMODAL_REF_PYTHON` (default ~/.cache/xmodal-ref/venv/bin/python; see that script's doc for
+//! setup) and the same thread count. Candle and PyTorch alternate for `--rounds` rounds; each
+//! number is a median.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::{var_builder::SimpleBackend, Init, VarBuilder};
+use xmodal::{
+    encode::{image::Backbone, ImageEncoder, TextEncoder, TextOptions},
+    kit::Architecture,
+};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const SUBJECTS: [&str; 8] = [
+    "a young boy",
+    "two dogs",
+    "a woman in a red coat",
+    "an old man",
+    "a group of cyclists",
+    "a small brown cat",
+    "three children",
+    "a street musician",
+];
+const ACTIONS: [&str; 6] = [
+    "is running along",
+    "are playing near",
+    "stands beside",
+    "sits quietly on",
+    "walks slowly across",
+    "waits next to",
+];
+const PLACES: [&str; 6] = [
+    "the sandy beach at sunset",
+    "a busy city street",
+    "the old stone bridge",
+    "a green park bench",
+    "the frozen lake in winter",
+    "a crowded market stall",
+];
+
+fn captions(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{} {} {}",
+                SUBJECTS[i % 8],
+                ACTIONS[(i / 8) % 6],
+                PLACES[(i / 48 + i) % 6]
+            )
+        })
+        .collect()
+}
+
+struct RandomWeights;
+impl SimpleBackend for RandomWeights {
+    fn get(
+        &self,
+        s: Shape,
+        _: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let fan_in = (s.elem_count() / s.dims()[0]).max(1) as f64;
+        let bound = (1.0 / fan_in).sqrt();
+        let t = Tensor::rand(-bound as f32, bound as f32, s, dev)?;
+        t.to_dtype(dtype)
+    }
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("{name}: shape unknown")
+    }
+    fn contains_tensor(&self, name: &str) -> bool {
+        !name.starts_with("pre_logits")
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn timed(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+struct ImageJob {
+    name: &'static str,
+    arch: Architecture,
+    py_arch: &'static str,
+    kit: Option<&'static str>,
+    batch: usize,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let reps: usize = arg("--reps").and_then(|v| v.parse().ok()).unwrap_or(5);
+    let rounds: usize = arg("--rounds").and_then(|v| v.parse().ok()).unwrap_or(2);
+    let text_only = args.iter().any(|a| a == "--text-only");
+    let images_only = args.iter().any(|a| a == "--images-only");
+    let image_filter = arg("--images");
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let models = std::env::var_os("XMODAL_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("models"));
+    let dev = Device::Cpu;
+
+    let caps = captions(256);
+    let text_batch = 32;
+    let mut jobs = vec![
+        ImageJob {
+            name: "efficientnet-lite0",
+            arch: Architecture::EfficientnetLite0,
+            py_arch: "efficientnet_lite0",
+            kit: Some("efficientnet-lite0"),
+            batch: 16,
+        },
+        ImageJob {
+            name: "mobilenet-v2",
+            arch: Architecture::MobilenetV2,
+            py_arch: "mobilenet_v2",
+            kit: Some("mobilenet-v2"),
+            batch: 16,
+        },
+        ImageJob {
+            name: "resnet50",
+            arch: Architecture::Resnet50,
+            py_arch: "resnet50",
+            kit: None,
+            batch: 16,
+        },
+        ImageJob {
+            name: "vgg16",
+            arch: Architecture::Vgg16,
+            py_arch: "vgg16",
+            kit: None,
+            batch: 16,
+        },
+    ];
+    if let Some(f) = &image_filter {
+        jobs.retain(|j| f.split(',').any(|n| n == j.name));
+    }
+    if text_only {
+        jobs.clear();
+    }
+
+    let text = (!images_only).then(|| {
+        let opts = TextOptions {
+            max_length: Some(256),
+            ..Default::default()
+        };
+        TextEncoder::load(&models.join("minilm-l6"), &opts, &dev)
+            .expect("minilm-l6 (run `xmodal models fetch`)")
+    });
+    let backbones: Vec<Backbone> = jobs
+        .iter()
+        .map(|j| match j.kit {
+            Some(k) => {
+                let enc = ImageEncoder::load(&models.join(k), &dev).expect("kit model");
+                let vb = unsafe {
+                    VarBuilder::from_mmaped_safetensors(
+                        &[models.join(k).join("model.safetensors")],
+                        DType::F32,
+                        &dev,
+                    )
+                }
+                .unwrap();
+                drop(enc);
+                Backbone::load(j.arch, vb).unwrap()
+            }
+            None => Backbone::load(
+                j.arch,
+                VarBuilder::from_backend(Box::new(RandomWeights), DType::F32, dev.clone()),
+            )
+            .unwrap(),
+        })
+        .collect();
+
+    let job = serde_json::json!({
+        "threads": threads,
+        "reps": reps,
+        "text": text.as_ref().map(|_| serde_json::json!({"model_dir": models.join("minilm-l6"), "captions": caps, "batch": text_batch})),
+        "images": jobs.iter().map(|j| serde_json::json!({"name": j.name, "arch": j.py_arch, "batch": j.batch, "reps": if j.name == "vgg16" { 1 } else { reps }})).collect::<Vec<_>>(),
+    });
+    let python = std::env::var("XMODAL_REF_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/xmodal-ref/venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let script = root.join("scripts/bench_reference.py");
+
+    let mut candle: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut torch: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut torch_version = String::from("not run");
+    for round in 0..rounds {
+        eprintln!("round {}/{rounds}: candle", round + 1);
+        if let Some(enc) = &text {
+            let batches: Vec<Vec<&str>> = caps
+                .chunks(text_batch)
+                .map(|c| c.iter().map(String::as_str).collect())
+                .collect();
+            let t = timed(reps, || {
+                for b in &batches {
+                    enc.encode(b).unwrap();
+                }
+            });
+            candle
+                .entry("text")
+                .or_default()
+                .push(t / batches.len() as f64);
+        }
+        for (j, m) in jobs.iter().zip(&backbones) {
+            let x = Tensor::arange(0f32, (j.batch * 3 * 224 * 224) as f32, &dev)
+                .unwrap()
+                .affine(2.0 / (j.batch * 3 * 224 * 224) as f64, -1.0)
+                .unwrap()
+                .sin()
+                .unwrap()
+                .reshape((j.batch, 3, 224, 224))
+                .unwrap();
+            let r = if j.name == "vgg16" { 1 } else { reps };
+            candle.entry(j.name).or_default().push(timed(r, || {
+                m.features(&x).unwrap();
+            }));
+        }
+        eprintln!("round {}/{rounds}: pytorch ({python})", round + 1);
+        let child = Command::new(&python)
+            .arg(&script)
+            .env("HF_HUB_OFFLINE", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            eprintln!("PyTorch reference not runnable at {python}: reporting candle only");
+            continue;
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(job.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            Ok(v) => {
+                torch_version = format!(
+                    "torch {} ({} threads)",
+                    v["torch"].as_str().unwrap_or("?"),
+                    v["threads"]
+                );
+                for (k, val) in v.as_object().unwrap() {
+                    if let Some(s) = val.as_f64() {
+                        if k != "threads" {
+                            torch.entry(k.clone()).or_default().push(s);
+                        }
+                    }
+                }
+            }
+            Err(e) => eprintln!("PyTorch reference failed ({e}); reporting candle only"),
+        }
+    }
+
+    println!("\nencoder throughput, {threads} threads, candle vs {torch_version}; medians of {rounds} rounds x {reps} reps");
+    println!("| workload | batch | candle items/s | PyTorch items/s | candle / PyTorch |");
+    println!("|---|---|---|---|---|");
+    let batch_of = |name: &str| {
+        if name == "text" {
+            text_batch
+        } else {
+            jobs.iter()
+                .find(|j| j.name == name)
+                .map(|j| j.batch)
+                .unwrap_or(0)
+        }
+    };
+    for (name, times) in &candle {
+        let b = batch_of(name) as f64;
+        let c = b / median(times.clone());
+        let (p, ratio) = match torch.get(*name) {
+            Some(t) => {
+                let p = b / median(t.clone());
+                (format!("{p:.1}"), format!("{:.2}x", c / p))
+            }
+            None => ("-".into(), "-".into()),
+        };
+        let label = if *name == "text" {
+            "MiniLM-L6 captions"
+        } else {
+            name
+        };
+        println!("| {label} | {} | {c:.1} | {p} | {ratio} |", b as usize);
+    }
+}

@@ -1,0 +1,196 @@
+//! The BERT encoder stack (Devlin et al.), HF key names, inference only.
+//!
+//! Written here rather than taken from candle-transformers because the serving shape is many
+//! short captions: tokens of the whole batch are flattened into one `[B·L, H]` matrix so every
+//! projection is a single large matrix product (Q, K and V fused into one), attention runs in one
+//! kernel over all (sequence, head) pairs, and GELU uses a vectorised erf. Same math as
+//! transformers' `BertModel`; the parity tests hold it to 1e-4.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+use super::kernels::{Attention, Gelu};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+
+struct Layer {
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+pub struct BertModel {
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    token_type_embeddings: Embedding,
+    embeddings_norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+    hidden: usize,
+}
+
+impl BertModel {
+    pub fn load(vb: VarBuilder, config: &BertConfig) -> candle_core::Result<Self> {
+        if config.hidden_act != "gelu" {
+            candle_core::bail!(
+                "hidden_act {:?} is not supported (only \"gelu\")",
+                config.hidden_act
+            )
+        }
+        if config
+            .position_embedding_type
+            .as_deref()
+            .is_some_and(|t| t != "absolute")
+        {
+            candle_core::bail!(
+                "position_embedding_type {:?} is not supported",
+                config.position_embedding_type
+            )
+        }
+        // bert-base-uncased and friends prefix every key with "bert."; sentence-transformers don't.
+        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
+            vb
+        } else {
+            vb.pp("bert")
+        };
+        let h = config.hidden_size;
+        let e = vb.pp("embeddings");
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let l = vb.pp(format!("encoder.layer.{i}"));
+                let a = l.pp("attention");
+                let s = a.pp("self");
+                let (q, k, v) = (
+                    linear(h, h, s.pp("query"))?,
+                    linear(h, h, s.pp("key"))?,
+                    linear(h, h, s.pp("value"))?,
+                );
+                let weight = Tensor::cat(&[q.weight(), k.weight(), v.weight()], 0)?;
+                let bias = Tensor::cat(
+                    &[q.bias().unwrap(), k.bias().unwrap(), v.bias().unwrap()],
+                    0,
+                )?;
+                Ok(Layer {
+                    qkv: Linear::new(weight, Some(bias)),
+                    attention_out: linear(h, h, a.pp("output.dense"))?,
+                    attention_norm: layer_norm(h, config.layer_norm_eps, a.pp("output.LayerNorm"))?,
+                    intermediate: linear(h, config.intermediate_size, l.pp("intermediate.dense"))?,
+                    output: linear(config.intermediate_size, h, l.pp("output.dense"))?,
+                    output_norm: layer_norm(h, config.layer_norm_eps, l.pp("output.LayerNorm"))?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            word_embeddings: embedding(config.vocab_size, h, e.pp("word_embeddings"))?,
+            position_embeddings: embedding(
+                config.max_position_embeddings,
+                h,
+                e.pp("position_embeddings"),
+            )?,
+            token_type_embeddings: embedding(
+                config.type_vocab_size,
+                h,
+                e.pp("token_type_embeddings"),
+            )?,
+            embeddings_norm: layer_norm(h, config.layer_norm_eps, e.pp("LayerNorm"))?,
+            layers,
+            heads: config.num_attention_heads,
+            hidden: h,
+        })
+    }
+
+    /// Token ids `[B, L]` (u32) and 0/1 attention mask `[B, L]` → last hidden state `[B, L, H]`.
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        let device = ids.device();
+        let positions = Tensor::arange(0u32, l as u32, device)?;
+        let x = self
+            .word_embeddings
+            .forward(&ids.flatten_all()?)?
+            .reshape((b, l, self.hidden))?
+            .broadcast_add(&self.position_embeddings.forward(&positions)?)?
+            .broadcast_add(&self.token_type_embeddings.forward(&Tensor::zeros(
+                1,
+                DType::U32,
+                device,
+            )?)?)?;
+        let mut x = self
+            .embeddings_norm
+            .forward(&x.reshape((b * l, self.hidden))?)?;
+        let mask = mask.to_dtype(DType::F32)?;
+        for layer in &self.layers {
+            let qkv = layer.qkv.forward(&x)?.reshape((b, l, 3 * self.hidden))?;
+            let context = self.attention(&qkv, &mask)?.reshape((b * l, self.hidden))?;
+            let a = layer
+                .attention_norm
+                .forward(&(layer.attention_out.forward(&context)? + &x)?)?;
+            let i = gelu(&layer.intermediate.forward(&a)?)?;
+            x = layer
+                .output_norm
+                .forward(&(layer.output.forward(&i)? + &a)?)?;
+        }
+        x.reshape((b, l, self.hidden))
+    }
+
+    fn attention(&self, qkv: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        if qkv.device().is_cpu() {
+            return qkv.apply_op2_no_bwd(mask, &Attention { heads: self.heads });
+        }
+        // Other devices: the same math with candle's generic ops.
+        let (b, l, _) = qkv.dims3()?;
+        let d = self.hidden / self.heads;
+        let split = |i: usize| {
+            qkv.narrow(2, i * self.hidden, self.hidden)?
+                .reshape((b, l, self.heads, d))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?;
+        let bias = ((mask.ones_like()? - mask)? * f32::MIN as f64)?.reshape((b, 1, 1, l))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias)?)?;
+        probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, l, self.hidden))
+    }
+}
+
+fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if matches!(x.device(), Device::Cpu) {
+        x.contiguous()?.apply_op1_no_bwd(&Gelu)
+    } else {
+        x.gelu_erf()
+    }
+}
