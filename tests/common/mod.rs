@@ -59,3 +59,24 @@ pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 pub fn max_abs(a: &[Vec<f32>]) -> f32 {
     a.iter().flatten().fold(0.0f32, |m, x| m.max(x.abs()))
 }
+
+/// A fresh, empty directory for one test (named by tag and process, so parallel tests differ).
+pub fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xmodal-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Run the xmodal binary; returns (success, stdout, stderr).
+pub fn xmodal(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
