@@ -2,6 +2,7 @@
 //! `kit` (model files on disk) → `encode` (pixels and words become vectors) → … → `cli` (commands).
 
 pub mod cli;
+pub mod data;
 pub mod device;
 pub mod encode;
 pub mod kit;

@@ -2,10 +2,14 @@
 //! Each subcommand's work lives in its own file and calls into the library modules.
 
 mod embed;
+mod ingest;
 mod models;
+mod progress;
+mod synth;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::device::DeviceSpec;
@@ -30,6 +34,15 @@ pub struct Cli {
     )]
     pub models_dir: PathBuf,
 
+    /// Where the catalog, images, features, heads and indexes live.
+    #[arg(
+        long,
+        global = true,
+        env = "XMODAL_DATA_DIR",
+        default_value = "xmodal-data"
+    )]
+    pub data_dir: PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -42,13 +55,37 @@ pub enum Command {
     /// Print encoder outputs (before any projection head) as JSON lines.
     #[command(subcommand)]
     Embed(embed::EmbedCommand),
+    /// Load a dataset (flickr30k, coco, jsonl) into the catalog.
+    Ingest(ingest::IngestArgs),
+    /// Generate the compositional scene benchmark (deterministic by --seed).
+    Synth(synth::SynthArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Models(cmd) => models::run(cmd, &cli.models_dir),
         Command::Embed(cmd) => embed::run(cmd, cli.device),
+        Command::Ingest(args) => block_on(async {
+            let catalog = open_catalog(&cli.data_dir).await?;
+            ingest::run(args, &catalog).await
+        }),
+        Command::Synth(args) => synth::run(args),
     }
+}
+
+/// The catalog of a data directory.
+pub async fn open_catalog(data_dir: &std::path::Path) -> anyhow::Result<crate::data::Catalog> {
+    let path = data_dir.join("catalog.sqlite");
+    crate::data::Catalog::open(&path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 /// Logs go to stderr (stdout carries command output such as JSON lines); `RUST_LOG` filters.

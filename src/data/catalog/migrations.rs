@@ -1,0 +1,43 @@
+//! Migrations compiled into the binary (sqlx's `migrate!` macro needs its `macros` feature,
+//! which builds bundled SQLite a second time), so a deployed binary never reads them from disk.
+
+use std::{borrow::Cow, future::Future, pin::Pin};
+
+use sqlx::{
+    error::BoxDynError,
+    migrate::{Migration, MigrationSource, MigrationType},
+    SqlSafeStr,
+};
+
+const SQLITE: &[(i64, &str, &str)] = &[(
+    1,
+    "catalog",
+    include_str!("../../../migrations/sqlite/0001_catalog.sql"),
+)];
+
+/// The newest schema version this binary knows.
+pub const SCHEMA_VERSION: i64 = SQLITE[SQLITE.len() - 1].0;
+
+#[derive(Debug)]
+pub struct Embedded;
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        Box::pin(async move {
+            Ok(SQLITE
+                .iter()
+                .map(|&(version, name, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(name),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,380 @@
+//! The catalog: SQLite (WAL, foreign keys on) with versioned migrations applied at start-up.
+//! It is the source of truth; indexes and feature caches are derived from it.
+
+mod migrations;
+
+use std::{collections::BTreeMap, path::Path, str::FromStr, time::Duration};
+
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    Row, SqlitePool,
+};
+
+pub use migrations::SCHEMA_VERSION;
+
+use super::{ImageId, Split};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("catalog schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("catalog schema version {found} is newer than this binary supports ({supported}); upgrade xmodal")]
+    TooNew { found: i64, supported: i64 },
+    #[error("catalog holds an invalid value: {0}")]
+    Corrupt(String),
+}
+
+/// An image as ingest hands it to the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewImage {
+    pub id: ImageId,
+    pub location: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub sha256: Option<String>,
+    pub split: Option<Split>,
+    pub captions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRecord {
+    pub id: ImageId,
+    pub dataset: String,
+    pub location: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub sha256: Option<String>,
+    pub split: Option<Split>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptionRecord {
+    pub id: i64,
+    pub image_id: ImageId,
+    pub ordinal: u32,
+    pub text: String,
+}
+
+/// What an upsert did, for ingest's summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    Inserted,
+    Updated,
+    Unchanged,
+    /// The id belongs to another dataset; nothing was written.
+    Conflict,
+}
+
+/// Which images to list.
+#[derive(Debug, Clone, Default)]
+pub struct ImageFilter {
+    pub dataset: Option<String>,
+    pub split: Option<Split>,
+}
+
+#[derive(Clone)]
+pub struct Catalog {
+    pool: SqlitePool,
+}
+
+impl Catalog {
+    /// Open (creating if needed) the catalog at `path` and bring its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, CatalogError> {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed transaction survives power loss, not just a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        let catalog = Self { pool };
+        catalog.migrate().await?;
+        Ok(catalog)
+    }
+
+    async fn migrate(&self) -> Result<(), CatalogError> {
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .flatten();
+        if let Some(found) = applied.filter(|&v| v > SCHEMA_VERSION) {
+            return Err(CatalogError::TooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        sqlx::migrate::Migrator::new(migrations::Embedded)
+            .await?
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn schema_version(&self) -> Result<i64, CatalogError> {
+        Ok(
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The dataset's row id, creating it on first use.
+    pub async fn dataset(
+        &self,
+        name: &str,
+        format: &str,
+        source: &str,
+    ) -> Result<i64, CatalogError> {
+        sqlx::query("INSERT INTO datasets (name, format, source) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET source = excluded.source")
+            .bind(name)
+            .bind(format)
+            .bind(source)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT id FROM datasets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Insert or update images with their captions, all in one transaction (durable on return).
+    /// Re-ingesting the same data changes nothing.
+    pub async fn upsert_images(
+        &self,
+        dataset_id: i64,
+        images: &[NewImage],
+    ) -> Result<Vec<Upsert>, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(images.len());
+        for img in images {
+            let existing = sqlx::query("SELECT dataset_id, location, width, height, sha256, split FROM images WHERE id = ?")
+                .bind(img.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let old_captions: Vec<String> =
+                sqlx::query_scalar("SELECT text FROM captions WHERE image_id = ? ORDER BY ordinal")
+                    .bind(img.id.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+            if existing
+                .as_ref()
+                .is_some_and(|r| r.get::<i64, _>(0) != dataset_id)
+            {
+                outcomes.push(Upsert::Conflict);
+                continue;
+            }
+            let same_row = existing.as_ref().is_some_and(|r| {
+                r.get::<i64, _>(0) == dataset_id
+                    && r.get::<Option<String>, _>(1) == img.location
+                    && r.get::<Option<i64>, _>(2) == img.width.map(i64::from)
+                    && r.get::<Option<i64>, _>(3) == img.height.map(i64::from)
+                    && r.get::<Option<String>, _>(4) == img.sha256
+                    && r.get::<Option<String>, _>(5).as_deref() == img.split.map(Split::as_str)
+            });
+            if same_row && old_captions == img.captions {
+                outcomes.push(Upsert::Unchanged);
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO images (id, dataset_id, location, width, height, sha256, split) VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(id) DO UPDATE SET dataset_id = excluded.dataset_id, location = excluded.location,
+                   width = excluded.width, height = excluded.height, sha256 = excluded.sha256, split = excluded.split",
+            )
+            .bind(img.id.as_str())
+            .bind(dataset_id)
+            .bind(&img.location)
+            .bind(img.width.map(i64::from))
+            .bind(img.height.map(i64::from))
+            .bind(&img.sha256)
+            .bind(img.split.map(Split::as_str))
+            .execute(&mut *tx)
+            .await?;
+            if old_captions != img.captions {
+                sqlx::query("DELETE FROM captions WHERE image_id = ?")
+                    .bind(img.id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                for (ordinal, text) in img.captions.iter().enumerate() {
+                    sqlx::query("INSERT INTO captions (image_id, ordinal, text) VALUES (?, ?, ?)")
+                        .bind(img.id.as_str())
+                        .bind(ordinal as i64)
+                        .bind(text)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            outcomes.push(if existing.is_some() {
+                Upsert::Updated
+            } else {
+                Upsert::Inserted
+            });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// Remove an image and its captions; false if it did not exist.
+    pub async fn delete_image(&self, id: &ImageId) -> Result<bool, CatalogError> {
+        let done = sqlx::query("DELETE FROM images WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn image(&self, id: &ImageId) -> Result<Option<ImageRecord>, CatalogError> {
+        let row = sqlx::query(IMAGE_SELECT_BY_ID)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| image_record(&r)).transpose()
+    }
+
+    /// Images in id order.
+    pub async fn images(&self, filter: &ImageFilter) -> Result<Vec<ImageRecord>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT i.id, d.name, i.location, i.width, i.height, i.sha256, i.split FROM images i JOIN datasets d ON d.id = i.dataset_id
+             WHERE (?1 IS NULL OR d.name = ?1) AND (?2 IS NULL OR i.split = ?2) ORDER BY i.id",
+        )
+        .bind(&filter.dataset)
+        .bind(filter.split.map(Split::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(image_record).collect()
+    }
+
+    /// Captions of the selected images, in (image id, ordinal) order.
+    pub async fn captions(&self, filter: &ImageFilter) -> Result<Vec<CaptionRecord>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.image_id, c.ordinal, c.text FROM captions c JOIN images i ON i.id = c.image_id JOIN datasets d ON d.id = i.dataset_id
+             WHERE (?1 IS NULL OR d.name = ?1) AND (?2 IS NULL OR i.split = ?2) ORDER BY c.image_id, c.ordinal",
+        )
+        .bind(&filter.dataset)
+        .bind(filter.split.map(Split::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(caption_record).collect()
+    }
+
+    pub async fn captions_of(&self, id: &ImageId) -> Result<Vec<CaptionRecord>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT id, image_id, ordinal, text FROM captions WHERE image_id = ? ORDER BY ordinal",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(caption_record).collect()
+    }
+
+    /// (images, captions) per split of a dataset (or all); images without a split count as "none".
+    pub async fn counts(
+        &self,
+        dataset: Option<&str>,
+    ) -> Result<BTreeMap<String, (u64, u64)>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(i.split, 'none'), COUNT(DISTINCT i.id), COUNT(c.id) FROM images i
+             JOIN datasets d ON d.id = i.dataset_id LEFT JOIN captions c ON c.image_id = i.id
+             WHERE (?1 IS NULL OR d.name = ?1) GROUP BY 1",
+        )
+        .bind(dataset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    (r.get::<i64, _>(1) as u64, r.get::<i64, _>(2) as u64),
+                )
+            })
+            .collect())
+    }
+
+    /// Record a feature set (idempotent).
+    pub async fn register_feature_set(&self, fs: &FeatureSetRow) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO feature_sets (id, encoder, modality, manifest_sha256, dims, options) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO NOTHING",
+        )
+        .bind(&fs.id)
+        .bind(&fs.encoder)
+        .bind(&fs.modality)
+        .bind(&fs.manifest_sha256)
+        .bind(fs.dims as i64)
+        .bind(&fs.options)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn feature_sets(&self) -> Result<Vec<FeatureSetRow>, CatalogError> {
+        let rows = sqlx::query("SELECT id, encoder, modality, manifest_sha256, dims, options FROM feature_sets ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| FeatureSetRow {
+                id: r.get(0),
+                encoder: r.get(1),
+                modality: r.get(2),
+                manifest_sha256: r.get(3),
+                dims: r.get::<i64, _>(4) as usize,
+                options: r.get(5),
+            })
+            .collect())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSetRow {
+    pub id: String,
+    pub encoder: String,
+    pub modality: String,
+    pub manifest_sha256: String,
+    pub dims: usize,
+    pub options: String,
+}
+
+static IMAGE_SELECT_BY_ID: &str =
+    "SELECT i.id, d.name, i.location, i.width, i.height, i.sha256, i.split FROM images i JOIN datasets d ON d.id = i.dataset_id WHERE i.id = ?";
+
+fn image_record(r: &sqlx::sqlite::SqliteRow) -> Result<ImageRecord, CatalogError> {
+    let id: String = r.get(0);
+    Ok(ImageRecord {
+        id: ImageId::new(id).map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+        dataset: r.get(1),
+        location: r.get(2),
+        width: r.get::<Option<i64>, _>(3).map(|v| v as u32),
+        height: r.get::<Option<i64>, _>(4).map(|v| v as u32),
+        sha256: r.get(5),
+        split: r
+            .get::<Option<String>, _>(6)
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(CatalogError::Corrupt)?,
+    })
+}
+
+fn caption_record(r: &sqlx::sqlite::SqliteRow) -> Result<CaptionRecord, CatalogError> {
+    Ok(CaptionRecord {
+        id: r.get(0),
+        image_id: ImageId::new(r.get::<String, _>(1))
+            .map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+        ordinal: r.get::<i64, _>(2) as u32,
+        text: r.get(3),
+    })
+}

@@ -1,0 +1,10 @@
+//! Data in: images and captions from datasets (Flickr30k, COCO, JSONL), the generated scene
+//! benchmark, the demo gallery of real photos, and the catalog that records them all.
+
+pub mod catalog;
+pub mod ids;
+pub mod ingest;
+pub mod synth;
+
+pub use catalog::{Catalog, CatalogError};
+pub use ids::{ImageId, InvalidId, Split};
