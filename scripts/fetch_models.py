@@ -37,6 +37,15 @@ WHEELS = {
 }
 PYARROW = "pyarrow==25.0.1"
 
+# Real photos for the demo gallery ship inside these (platform) wheels; see models/gallery.jsonl.
+PHOTO_WHEELS = {
+    "scikit-image==0.26.0": "74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af",
+    "scikit-learn==1.9.1": "52a0703bbc07ad27f560fa63fa68e4c54dd735bfbbf65b4dd3c225dc7547b6df",
+    "matplotlib==3.11.2": "07d9b9fa60cd4c393692f50d0bb03123242ddf61c99bb0e95e75feb354e7c1a8",
+}
+PHOTO_PLATFORM = ["--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_24_x86_64",
+                  "--platform", "manylinux_2_27_x86_64", "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11"]
+
 
 def sha256_file(path):
     h = hashlib.sha256()
@@ -46,9 +55,9 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def fetch_wheel(spec, cache):
+def fetch_wheel(spec, cache, extra=()):
     """Download one pinned wheel into the cache; re-download if its hash does not match."""
-    expected = WHEELS[spec]
+    expected = WHEELS.get(spec) or PHOTO_WHEELS[spec]
     name, version = spec.split("==")
     prefix = name.replace("-", "_") + "-" + version + "-"
     os.makedirs(cache, exist_ok=True)
@@ -64,7 +73,7 @@ def fetch_wheel(spec, cache):
             print(f"  downloading {spec}", flush=True)
             subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                 "--disable-pip-version-check", "-q", "-d", cache, spec],
+                 "--disable-pip-version-check", "-q", *extra, "-d", cache, spec],
                 check=True,
             )
     raise SystemExit(f"{spec}: could not get a wheel with sha256 {expected}")
@@ -90,13 +99,14 @@ def is_complete(model_dir):
 
 
 def finish(tmp, final, manifest):
-    manifest["files"] = {
-        f: sha256_file(os.path.join(tmp, f)) for f in sorted(os.listdir(tmp)) if f != "xmodal.json"
-    }
+    files = []
+    for dirpath, _dirs, names in os.walk(tmp):
+        files += [os.path.relpath(os.path.join(dirpath, n), tmp) for n in names]
+    manifest["files"] = {f: sha256_file(os.path.join(tmp, f)) for f in sorted(files) if f != "xmodal.json"}
     with open(os.path.join(tmp, "xmodal.json"), "w") as out:
         json.dump(manifest, out, indent=2)
         out.write("\n")
-    for f in os.listdir(tmp):
+    for f in list(manifest["files"]) + ["xmodal.json"]:
         with open(os.path.join(tmp, f), "rb") as fh:
             os.fsync(fh.fileno())
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; models are meant to be read by services
@@ -230,11 +240,43 @@ def npy_to_safetensors(npy, dst):
     return rows, dims
 
 
+def gallery_spec():
+    """models/gallery.jsonl: which photo to take from which wheel, with the captions we wrote."""
+    for path in (os.path.join(HERE, "gallery.jsonl"), os.path.join(HERE, "..", "models", "gallery.jsonl")):
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                return [json.loads(line) for line in f if line.strip()]
+    raise SystemExit("gallery.jsonl not found beside the script or in models/")
+
+
+def build_gallery(tmp, cache):
+    items = gallery_spec()
+    os.makedirs(os.path.join(tmp, "images"))
+    wheels = {spec: fetch_wheel(spec, cache, PHOTO_PLATFORM) for spec in sorted({i["package"] for i in items})}
+    lines = []
+    for item in items:
+        ext = os.path.splitext(item["file"])[1]
+        rel = f"images/{item['id']}{ext}"
+        unzip_member(wheels[item["package"]], item["file"], os.path.join(tmp, rel))
+        lines.append({"id": item["id"], "image": rel, "captions": item["captions"], "license": item["license"]})
+    with open(os.path.join(tmp, "dataset.jsonl"), "w", encoding="utf-8") as out:
+        for line in lines:
+            out.write(json.dumps(line) + "\n")
+    return {
+        "name": "demo-gallery",
+        "modality": "dataset",
+        "architecture": "jsonl",
+        "dims": 0,
+        "source": {"registry": "pypi", "packages": {k: PHOTO_WHEELS[k] for k in wheels}},
+    }
+
+
 MODELS = {
     "minilm-l6": build_minilm,
     "efficientnet-lite0": build_efficientnet,
     "mobilenet-v2": build_mobilenet,
     "glove-6b-50d": build_glove,
+    "demo-gallery": build_gallery,
 }
 
 

@@ -279,3 +279,28 @@ async fn synth_output_ingests_as_jsonl() {
         counts(&[("train", (32, 160)), ("val", (4, 20)), ("test", (4, 20))])
     );
 }
+
+#[tokio::test]
+async fn the_demo_gallery_ingests_every_real_photo() {
+    let gallery = kit_model("demo-gallery");
+    let cat = catalog("gallery").await;
+    let report = ingest::ingest(
+        &cat,
+        ("gallery", "jsonl", "kit"),
+        jsonl::parse(&gallery.join("dataset.jsonl")).unwrap(),
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.inserted, report.skipped.len()), (16, 0), "{report}");
+    assert_eq!(
+        cat.captions(&ImageFilter::default()).await.unwrap().len(),
+        80
+    );
+    let cat_photo = cat
+        .image(&ImageId::new("chelsea").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((cat_photo.width, cat_photo.height), (Some(451), Some(300)));
+}

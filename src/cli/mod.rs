@@ -2,6 +2,7 @@
 //! Each subcommand's work lives in its own file and calls into the library modules.
 
 mod embed;
+mod extract;
 mod ingest;
 mod models;
 mod progress;
@@ -59,6 +60,8 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Generate the compositional scene benchmark (deterministic by --seed).
     Synth(synth::SynthArgs),
+    /// Compute and cache encoder features for the catalog (resumable, with progress).
+    Extract(extract::ExtractArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -70,6 +73,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             ingest::run(args, &catalog).await
         }),
         Command::Synth(args) => synth::run(args),
+        Command::Extract(args) => block_on(async {
+            let catalog = open_catalog(&cli.data_dir).await?;
+            extract::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await
+        }),
     }
 }
 

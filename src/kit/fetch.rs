@@ -8,6 +8,7 @@ use std::{path::Path, process::Command};
 
 const FETCH_SCRIPT: &str = include_str!("../../scripts/fetch_models.py");
 const PTH_CONVERTER: &str = include_str!("../../scripts/pth_to_safetensors.py");
+const GALLERY: &str = include_str!("../../models/gallery.jsonl");
 
 /// The models `fetch` knows how to build.
 pub const KIT_MODELS: [&str; 4] = [
@@ -36,6 +37,7 @@ pub fn fetch(models_dir: &Path, only: &[String], python: &str) -> Result<(), Fet
     std::fs::create_dir_all(&staging)?;
     std::fs::write(staging.join("fetch_models.py"), FETCH_SCRIPT)?;
     std::fs::write(staging.join("pth_to_safetensors.py"), PTH_CONVERTER)?;
+    std::fs::write(staging.join("gallery.jsonl"), GALLERY)?;
     let mut cmd = Command::new(python);
     cmd.arg(staging.join("fetch_models.py"))
         .arg("--models-dir")

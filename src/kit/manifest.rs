@@ -20,6 +20,8 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 pub enum Modality {
     Text,
     Image,
+    /// Not a model: data the kit ships (the demo gallery).
+    Dataset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,12 +35,15 @@ pub enum Architecture {
     MobilenetV2,
     Vgg16,
     Resnet50,
+    /// A dataset in the JSONL ingest format.
+    Jsonl,
 }
 
 impl Architecture {
     pub fn modality(self) -> Modality {
         match self {
             Self::Bert | Self::Static => Modality::Text,
+            Self::Jsonl => Modality::Dataset,
             _ => Modality::Image,
         }
     }
@@ -49,7 +54,7 @@ impl Architecture {
             Self::EfficientnetLite0 | Self::MobilenetV2 => Some(1280),
             Self::Vgg16 => Some(4096),
             Self::Resnet50 => Some(2048),
-            Self::Bert | Self::Static => None,
+            Self::Bert | Self::Static | Self::Jsonl => None,
         }
     }
 }

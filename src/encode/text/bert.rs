@@ -21,6 +21,8 @@ pub struct BertEncoder {
     pooling: Pooling,
     normalize: bool,
     dims: usize,
+    max_length: usize,
+    name: String,
     device: Device,
 }
 
@@ -90,12 +92,19 @@ impl BertEncoder {
             pooling,
             normalize,
             dims: config.hidden_size,
+            max_length,
+            name: manifest.name.clone(),
             device: device.clone(),
         })
     }
 
     pub fn dims(&self) -> usize {
         self.dims
+    }
+
+    /// The options that shape this encoder's output (part of a feature set's identity).
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({"model": self.name, "pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length})
     }
 
     pub fn encode(&self, texts: &[&str]) -> Result<Tensor, EncodeError> {

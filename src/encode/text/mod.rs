@@ -103,4 +103,11 @@ impl TextEncoder {
             Self::Static(m) => m.dims(),
         }
     }
+
+    pub fn describe(&self) -> serde_json::Value {
+        match self {
+            Self::Bert(m) => m.describe(),
+            Self::Static(m) => m.describe(),
+        }
+    }
 }

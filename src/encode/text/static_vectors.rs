@@ -21,6 +21,7 @@ pub struct StaticVectors {
     pooling: Pooling,
     normalize: bool,
     lowercase: bool,
+    name: String,
     device: Device,
 }
 
@@ -65,12 +66,18 @@ impl StaticVectors {
             pooling,
             normalize,
             lowercase: manifest.lowercase,
+            name: manifest.name.clone(),
             device: device.clone(),
         })
     }
 
     pub fn dims(&self) -> usize {
         self.dims
+    }
+
+    /// The options that shape this encoder's output (part of a feature set's identity).
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({"model": self.name, "pooling": self.pooling, "normalize": self.normalize, "lowercase": self.lowercase, "oov": "skip"})
     }
 
     /// The vector of one word, if known.

@@ -1,0 +1,115 @@
+//! Cached encoder features: what `extract` computes once so training, evaluation and indexing
+//! never re-run an encoder. A feature set is one encoder (by the hash of its weights and options)
+//! applied to one modality; its features live in safetensors shards under
+//! `DATA/features/<feature-set-id>/`.
+
+pub mod cache;
+pub mod extract;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    encode::{ImageEncoder, TextEncoder},
+    kit::{Manifest, Modality},
+};
+
+/// Identifies a feature set: a short hash of the encoder's identity and options.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FeatureSetId(pub String);
+
+impl std::fmt::Display for FeatureSetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything that makes two extractions comparable; hashed into the [`FeatureSetId`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSpec {
+    pub encoder: String,
+    pub modality: Modality,
+    pub dims: usize,
+    /// sha256 over the encoder's weight and config files.
+    pub manifest_sha256: String,
+    /// Encoder options that change outputs (pooling, normalisation, max length, …) as JSON.
+    pub options: serde_json::Value,
+}
+
+impl FeatureSpec {
+    pub fn id(&self) -> FeatureSetId {
+        let bytes = serde_json::to_vec(self).expect("spec serialises");
+        FeatureSetId(format!("{:x}", Sha256::digest(bytes))[..16].to_string())
+    }
+}
+
+/// sha256 identifying a model directory's contents: the kit's recorded file hashes when present,
+/// else a hash of the files themselves (for directories users bring).
+pub fn model_fingerprint(dir: &Path, manifest: &Manifest) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    if !manifest.files.is_empty() {
+        for (name, sha) in &manifest.files {
+            h.update(name.as_bytes());
+            h.update(sha.as_bytes());
+        }
+    } else {
+        let mut files: Vec<_> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            h.update(
+                f.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
+            let mut file = std::fs::File::open(&f)?;
+            std::io::copy(&mut file, &mut h)?;
+        }
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+impl FeatureSpec {
+    pub fn for_image(dir: &Path, encoder: &ImageEncoder) -> std::io::Result<Self> {
+        Ok(Self {
+            encoder: encoder.manifest.name.clone(),
+            modality: Modality::Image,
+            dims: encoder.dims(),
+            manifest_sha256: model_fingerprint(dir, &encoder.manifest)?,
+            options: serde_json::json!({"architecture": encoder.manifest.architecture, "preprocess": encoder.preprocess()}),
+        })
+    }
+
+    pub fn for_text(dir: &Path, encoder: &TextEncoder) -> std::io::Result<Self> {
+        let manifest = Manifest::load(dir).map_err(std::io::Error::other)?;
+        Ok(Self {
+            encoder: manifest.name.clone(),
+            modality: Modality::Text,
+            dims: encoder.dims(),
+            manifest_sha256: model_fingerprint(dir, &manifest)?,
+            options: encoder.describe(),
+        })
+    }
+
+    /// The catalog's record of this feature set.
+    pub fn row(&self) -> crate::data::catalog::FeatureSetRow {
+        crate::data::catalog::FeatureSetRow {
+            id: self.id().0,
+            encoder: self.encoder.clone(),
+            modality: match self.modality {
+                Modality::Image => "image",
+                _ => "text",
+            }
+            .into(),
+            manifest_sha256: self.manifest_sha256.clone(),
+            dims: self.dims,
+            options: self.options.to_string(),
+        }
+    }
+}
