@@ -2,11 +2,14 @@
 //! Each subcommand's work lives in its own file and calls into the library modules.
 
 mod embed;
+mod encoders;
+mod eval;
 mod extract;
 mod ingest;
 mod models;
 mod progress;
 mod synth;
+mod train;
 
 use std::path::PathBuf;
 
@@ -62,6 +65,10 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Compute and cache encoder features for the catalog (resumable, with progress).
     Extract(extract::ExtractArgs),
+    /// Train projection heads on cached features.
+    Train(train::TrainArgs),
+    /// Retrieval metrics (R@K, medR, mAP@k) both ways on a split.
+    Eval(eval::EvalArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -76,6 +83,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Extract(args) => block_on(async {
             let catalog = open_catalog(&cli.data_dir).await?;
             extract::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await
+        }),
+        Command::Train(args) => block_on(async {
+            let catalog = open_catalog(&cli.data_dir).await?;
+            train::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await
+        }),
+        Command::Eval(args) => block_on(async {
+            let catalog = open_catalog(&cli.data_dir).await?;
+            eval::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await
         }),
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod extract;
+pub mod paired;
 
 use std::path::Path;
 
@@ -40,7 +41,12 @@ pub struct FeatureSpec {
 
 impl FeatureSpec {
     pub fn id(&self) -> FeatureSetId {
-        let bytes = serde_json::to_vec(self).expect("spec serialises");
+        // Hash a canonical text: a float that started as f32 prints differently before and after
+        // one trip through JSON, and a spec read back from disk must keep its id.
+        let value: serde_json::Value =
+            serde_json::from_slice(&serde_json::to_vec(self).expect("spec serialises"))
+                .expect("valid JSON");
+        let bytes = serde_json::to_vec(&value).expect("spec serialises");
         FeatureSetId(format!("{:x}", Sha256::digest(bytes))[..16].to_string())
     }
 }
@@ -111,5 +117,24 @@ impl FeatureSpec {
             dims: self.dims,
             options: self.options.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_set_id_survives_a_json_round_trip() {
+        let spec = FeatureSpec {
+            encoder: "e".into(),
+            modality: Modality::Image,
+            dims: 3,
+            manifest_sha256: "x".into(),
+            options: serde_json::json!({"mean": [127f32 / 255.0], "std": 0.1f32}),
+        };
+        let back: FeatureSpec =
+            serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(spec.id(), back.id());
     }
 }

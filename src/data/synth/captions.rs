@@ -2,10 +2,9 @@
 //! must be read compositionally ("a red circle left of a blue square" ≠ "a blue circle left of a
 //! red square").
 
-use super::{
-    rng::Rng,
-    scene::{inverse, relation, Object, Place},
-};
+use crate::rng::Rng;
+
+use super::scene::{inverse, relation, Object, Place};
 
 pub const CAPTIONS_PER_IMAGE: usize = 5;
 

@@ -8,7 +8,7 @@
 
 mod captions;
 mod render;
-pub mod rng;
+
 mod scene;
 
 use std::{
@@ -19,8 +19,8 @@ use std::{
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::rng::Rng;
 pub use render::SIDE;
-use rng::Rng;
 pub use scene::{Object, Place, Shape, Size, COLOURS};
 
 use crate::data::Split;

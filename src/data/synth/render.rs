@@ -2,10 +2,9 @@
 
 use image::{Rgb, RgbImage};
 
-use super::{
-    rng::Rng,
-    scene::{Object, Shape, COLOURS},
-};
+use crate::rng::Rng;
+
+use super::scene::{Object, Shape, COLOURS};
 
 pub const SIDE: u32 = 256;
 

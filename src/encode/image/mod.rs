@@ -58,15 +58,19 @@ impl Backbone {
         }
     }
 
-    /// ImageNet-1k logits from pooled features, when the checkpoint has its classifier.
-    pub fn logits(&self, features: &Tensor) -> Option<candle_core::Result<Tensor>> {
-        let fc = match self {
+    /// The ImageNet-1k classifier on top of the pooled features, when the checkpoint has it.
+    pub fn classifier(&self) -> Option<&candle_nn::Linear> {
+        match self {
             Self::EfficientNetLite0(m) => m.classifier(),
             Self::MobileNetV2(m) => m.classifier(),
             Self::Vgg16(m) => m.classifier(),
             Self::ResNet50(m) => m.classifier(),
-        }?;
-        Some(fc.forward(features))
+        }
+    }
+
+    /// ImageNet-1k logits from pooled features, when the checkpoint has its classifier.
+    pub fn logits(&self, features: &Tensor) -> Option<candle_core::Result<Tensor>> {
+        Some(self.classifier()?.forward(features))
     }
 }
 
@@ -144,6 +148,10 @@ impl ImageEncoder {
             .map(|b| self.prepare(b))
             .collect::<Result<Vec<_>, _>>()?;
         self.encode_prepared(&prepared)
+    }
+
+    pub fn classifier(&self) -> Option<&candle_nn::Linear> {
+        self.backbone.classifier()
     }
 
     pub fn logits(&self, features: &Tensor) -> Option<Result<Tensor, EncodeError>> {

@@ -1,5 +1,6 @@
-//! SplitMix64: a tiny, fixed PRNG. The benchmark must be byte-identical for a seed forever, so we
-//! own the generator instead of depending on a crate whose streams may change between versions.
+//! SplitMix64: a tiny, fixed PRNG. The generated benchmark must be byte-identical for a seed
+//! forever and training runs reproducible by seed (candle cannot seed its CPU generator), so we own
+//! the generator instead of depending on a crate whose streams may change between versions.
 
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -46,5 +47,14 @@ impl Rng {
         for i in (1..items.len()).rev() {
             items.swap(i, self.below(i + 1));
         }
+    }
+}
+
+impl Rng {
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = self.unit().max(1e-7);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
     }
 }

@@ -1,0 +1,382 @@
+//! `xmodal train`: projection heads on cached features, with metric-learning losses.
+//!
+//! One run trains an image head and a text head (for `i2t`/`t2i` these are the original study's
+//! two separate models; `joint` is one model for both directions). Every epoch is scored on the
+//! validation split by R-sum; the best epoch is kept, training stops early when R-sum stops
+//! improving, and embedding collapse (the original recipe's failure) is measured and warned about.
+
+pub mod losses;
+
+use std::{io::Write, path::Path, time::Instant};
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use serde::{Deserialize, Serialize};
+
+pub use losses::{Direction, Loss};
+
+use crate::{
+    eval::{evaluate_projector, Metrics},
+    features::{paired::PairedSet, FeatureSpec},
+    project::{mlp::spread, HeadsConfig, Mlp, MlpConfig, Projector, Score, TrainedHeads},
+    rng::Rng,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// The original study's heads (image 1 hidden layer, dropout 0.5; text 2, dropout 0.1).
+    Original,
+    /// `--depth` hidden layers of `--width`, `--dropout` everywhere.
+    Mlp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub loss: Loss,
+    pub direction: Direction,
+    pub architecture: Architecture,
+    pub depth: usize,
+    pub width: usize,
+    pub out_dim: usize,
+    pub dropout: f32,
+    pub input_norm: bool,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Multiply the learning rate by `lr_decay` every `decay_every` epochs (step decay; with
+    /// `decay_every` = 1 this is exponential decay).
+    pub lr_decay: f64,
+    pub decay_every: usize,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    /// Margin of triplet/hardest; default 1.0 (triplet) or 0.2 (hardest).
+    pub margin: Option<f32>,
+    pub patience: usize,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    pub fn margin(&self) -> f32 {
+        self.margin
+            .unwrap_or(if self.loss == Loss::Triplet { 1.0 } else { 0.2 })
+    }
+
+    /// Cosine losses train L2-normalised embeddings; the original triplet does not.
+    pub fn normalized(&self) -> bool {
+        self.loss != Loss::Triplet
+    }
+}
+
+/// One epoch's record in the training log.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub seconds: f64,
+    pub val: Metrics,
+    pub rsum: f64,
+    /// Mean pairwise cosine of validation image / text embeddings (1.0 = collapsed).
+    pub mean_cosine_images: f32,
+    pub mean_cosine_texts: f32,
+    pub variance_images: f32,
+    pub variance_texts: f32,
+    pub collapsed: bool,
+    pub temperature: Option<f32>,
+}
+
+pub struct TrainOutcome {
+    pub best_epoch: usize,
+    pub best: Metrics,
+    pub epochs_run: usize,
+    pub mean_epoch_seconds: f64,
+    pub log: Vec<EpochLog>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+    #[error(transparent)]
+    Heads(#[from] crate::project::HeadsError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("nothing to train on: the training split has no captions with features")]
+    Empty,
+}
+
+/// A collapsed embedding: nearly every pair points the same way.
+pub const COLLAPSE_COSINE: f32 = 0.95;
+
+pub fn heads_configs(
+    cfg: &TrainConfig,
+    image_dims: usize,
+    text_dims: usize,
+) -> (MlpConfig, MlpConfig) {
+    let (mut img, mut txt) = match cfg.architecture {
+        Architecture::Original => (
+            MlpConfig::original_image(image_dims, cfg.out_dim),
+            MlpConfig::original_text(text_dims, cfg.out_dim),
+        ),
+        Architecture::Mlp => {
+            let mk = |input| MlpConfig {
+                input,
+                hidden: vec![cfg.width; cfg.depth],
+                output: cfg.out_dim,
+                dropout: cfg.dropout,
+                input_norm: false,
+                normalize: false,
+            };
+            (mk(image_dims), mk(text_dims))
+        }
+    };
+    for c in [&mut img, &mut txt] {
+        c.input_norm = cfg.input_norm;
+        c.normalize = cfg.normalized();
+    }
+    (img, txt)
+}
+
+/// Train on `train`, select on `val`, write the best heads to `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    cfg: &TrainConfig,
+    name: &str,
+    train: &PairedSet,
+    val: &PairedSet,
+    specs: (&FeatureSpec, &FeatureSpec),
+    out: &Path,
+    device: &Device,
+    mut on_step: impl FnMut(usize, usize),
+    mut on_epoch: impl FnMut(&EpochLog),
+) -> Result<TrainOutcome, TrainError> {
+    let n = train.text_image.len();
+    if n == 0 {
+        return Err(TrainError::Empty);
+    }
+    let mut rng = Rng::new(cfg.seed);
+    let (img_cfg, txt_cfg) = heads_configs(cfg, train.images.dim(1)?, train.texts.dim(1)?);
+    let mut image = Mlp::new(img_cfg.clone(), &mut rng, device)?;
+    let mut text = Mlp::new(txt_cfg.clone(), &mut rng, device)?;
+    image.fit_input_norm(&train.images)?;
+    text.fit_input_norm(&train.texts)?;
+    // CLIP's initial temperature 0.07
+    let log_scale = Var::from_tensor(&Tensor::new(&[(1.0f32 / 0.07).ln()], device)?)?;
+    let mut vars = image.vars();
+    vars.extend(text.vars());
+    if cfg.loss == Loss::Infonce {
+        vars.push(log_scale.clone());
+    }
+    let mut opt = AdamW::new(
+        vars.clone(),
+        ParamsAdamW {
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    std::fs::create_dir_all(out)?;
+    let mut log_file = std::fs::File::create(out.join("train_log.jsonl"))?;
+
+    let text_image: Vec<u32> = train.text_image.iter().map(|&i| i as u32).collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut best: Option<(usize, Metrics)> = None;
+    let mut stale = 0;
+    let mut log = Vec::new();
+    let mut lr = cfg.lr;
+    let steps = n.div_ceil(cfg.batch_size.max(1));
+    for epoch in 1..=cfg.epochs {
+        let started = Instant::now();
+        rng.shuffle(&mut order);
+        let mut total = 0.0;
+        for (step, batch) in order.chunks(cfg.batch_size.max(2)).enumerate() {
+            if batch.len() < 2 {
+                continue; // a lone pair has no negatives
+            }
+            let text_idx: Vec<u32> = batch.iter().map(|&t| t as u32).collect();
+            let img_idx: Vec<u32> = batch.iter().map(|&t| text_image[t]).collect();
+            let same: Vec<Vec<bool>> = img_idx
+                .iter()
+                .map(|a| img_idx.iter().map(|b| a == b).collect())
+                .collect();
+            let b = batch.len();
+            let x_img = train
+                .images
+                .index_select(&Tensor::from_vec(img_idx, b, device)?, 0)?;
+            let x_txt = train
+                .texts
+                .index_select(&Tensor::from_vec(text_idx, b, device)?, 0)?;
+            let e_img = image.forward(&x_img, Some(&mut rng))?;
+            let e_txt = text.forward(&x_txt, Some(&mut rng))?;
+            let loss = match cfg.loss {
+                Loss::Triplet => {
+                    losses::triplet(&e_img, &e_txt, &same, cfg.direction, cfg.margin(), &mut rng)?
+                }
+                Loss::Hardest => losses::hardest(
+                    &e_img,
+                    &e_txt,
+                    &losses::negative_mask(&same, device)?,
+                    cfg.direction,
+                    cfg.margin(),
+                )?,
+                Loss::Infonce => {
+                    losses::infonce(&e_img, &e_txt, &same, log_scale.as_tensor(), cfg.direction)?
+                }
+            };
+            total += loss.to_scalar::<f32>()? as f64;
+            let mut grads = loss.backward()?;
+            clip_gradients(&mut grads, &vars, cfg.grad_clip)?;
+            opt.step(&grads)?;
+            on_step(step + 1, steps);
+        }
+        // score this epoch on the validation split
+        let heads = TrainedHeads {
+            config: heads_config(
+                cfg,
+                name,
+                &img_cfg,
+                &txt_cfg,
+                specs,
+                serde_json::Value::Null,
+            ),
+            image,
+            text,
+        };
+        let projector = Projector::Trained(Box::new(heads));
+        let metrics = evaluate_projector(&projector, val)?;
+        let (e_img, e_txt) = (projector.images(&val.images)?, projector.texts(&val.texts)?);
+        let Projector::Trained(heads) = projector else {
+            unreachable!()
+        };
+        let TrainedHeads {
+            image: img_back,
+            text: txt_back,
+            ..
+        } = *heads;
+        (image, text) = (img_back, txt_back);
+        let (cos_i, var_i) = spread(&e_img)?;
+        let (cos_t, var_t) = spread(&e_txt)?;
+        let collapsed = cos_i > COLLAPSE_COSINE && cos_t > COLLAPSE_COSINE;
+        if collapsed {
+            tracing::warn!(epoch, mean_cosine_images = cos_i, mean_cosine_texts = cos_t, "EMBEDDINGS COLLAPSED: nearly all validation embeddings point the same way; retrieval is at chance");
+        }
+        let entry = EpochLog {
+            epoch,
+            loss: total / steps as f64,
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+            rsum: metrics.rsum(),
+            val: metrics,
+            mean_cosine_images: cos_i,
+            mean_cosine_texts: cos_t,
+            variance_images: var_i,
+            variance_texts: var_t,
+            collapsed,
+            temperature: (cfg.loss == Loss::Infonce).then(|| {
+                log_scale
+                    .as_tensor()
+                    .exp()
+                    .and_then(|s| s.recip())
+                    .and_then(|t| t.squeeze(0)?.to_scalar::<f32>())
+                    .unwrap_or(f32::NAN)
+            }),
+        };
+        writeln!(
+            log_file,
+            "{}",
+            serde_json::to_string(&entry).expect("log serialises")
+        )?;
+        on_epoch(&entry);
+        if best.as_ref().is_none_or(|(_, m)| metrics.rsum() > m.rsum()) {
+            best = Some((epoch, metrics));
+            stale = 0;
+            let training = serde_json::json!({"config": cfg, "best_epoch": epoch, "val": metrics, "val_rsum": metrics.rsum()});
+            let heads = TrainedHeads {
+                config: heads_config(cfg, name, &img_cfg, &txt_cfg, specs, training),
+                image,
+                text,
+            };
+            heads.save(out)?;
+            (image, text) = (heads.image, heads.text);
+        } else {
+            stale += 1;
+        }
+        log.push(entry);
+        if stale >= cfg.patience {
+            break;
+        }
+        if cfg.decay_every > 0 && epoch % cfg.decay_every == 0 {
+            lr *= cfg.lr_decay;
+            opt.set_learning_rate(lr);
+        }
+    }
+    let (best_epoch, best) = best.expect("at least one epoch ran");
+    let mean_epoch_seconds = log.iter().map(|e| e.seconds).sum::<f64>() / log.len() as f64;
+    Ok(TrainOutcome {
+        best_epoch,
+        best,
+        epochs_run: log.len(),
+        mean_epoch_seconds,
+        log,
+    })
+}
+
+fn heads_config(
+    cfg: &TrainConfig,
+    name: &str,
+    img: &MlpConfig,
+    txt: &MlpConfig,
+    specs: (&FeatureSpec, &FeatureSpec),
+    training: serde_json::Value,
+) -> HeadsConfig {
+    HeadsConfig {
+        format: 1,
+        name: name.to_string(),
+        loss: serde_json::to_value(cfg.loss)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        direction: serde_json::to_value(cfg.direction)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        score: if cfg.normalized() {
+            Score::Cosine
+        } else {
+            Score::NegSquaredL2
+        },
+        image: img.clone(),
+        text: txt.clone(),
+        image_features: specs.0.clone(),
+        text_features: specs.1.clone(),
+        training,
+    }
+}
+
+/// Scale all gradients down together when their global L2 norm exceeds `max_norm`.
+fn clip_gradients(
+    grads: &mut candle_core::backprop::GradStore,
+    vars: &[Var],
+    max_norm: f64,
+) -> candle_core::Result<()> {
+    if max_norm <= 0.0 {
+        return Ok(());
+    }
+    let mut total = 0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = total.sqrt();
+    if norm > max_norm {
+        let factor = max_norm / (norm + 1e-6);
+        for v in vars {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                grads.insert(v.as_tensor(), (g * factor)?);
+            }
+        }
+    }
+    Ok(())
+}
