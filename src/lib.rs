@@ -7,6 +7,7 @@ pub mod device;
 pub mod encode;
 pub mod eval;
 pub mod features;
+pub mod index;
 pub mod kit;
 pub mod project;
 pub mod rng;

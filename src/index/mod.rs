@@ -1,0 +1,267 @@
+//! Nearest-neighbour search over projected embeddings: one [`VectorIndex`] per searchable side
+//! (images for caption→image search, captions for image→caption search).
+//!
+//! The catalog is the source of truth. An index is derived data: persisted atomically with a
+//! header and checksum, reloaded at start-up when it matches, rebuilt when missing, stale or
+//! corrupt, and reconciled with the catalog (insert what is missing, delete what is gone).
+
+pub mod ann;
+mod store;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::RwLock,
+};
+
+pub use ann::IndexParams;
+use ann::{new_graph, Ann};
+pub use store::StoreError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub key: String,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Query {
+    pub k: usize,
+    pub offset: usize,
+    pub min_score: Option<f32>,
+}
+
+struct Inner {
+    ann: Ann,
+    /// internal id → key
+    keys: Vec<String>,
+    /// key → live internal id
+    live: HashMap<String, usize>,
+    dead: HashSet<usize>,
+}
+
+pub struct VectorIndex {
+    dims: usize,
+    params: IndexParams,
+    inner: RwLock<Inner>,
+}
+
+/// Rebuild when this share of stored vectors is deleted.
+const COMPACT_DEAD_FRACTION: f64 = 0.2;
+
+impl VectorIndex {
+    pub fn new(dims: usize, params: IndexParams) -> Result<Self, String> {
+        params.validate()?;
+        let inner = Inner {
+            ann: Ann::Exact {
+                dims,
+                vectors: Vec::new(),
+            },
+            keys: Vec::new(),
+            live: HashMap::new(),
+            dead: HashSet::new(),
+        };
+        Ok(Self {
+            dims,
+            params,
+            inner: RwLock::new(inner),
+        })
+    }
+
+    /// Build from (key, L2-normalised vector) pairs, inserting in parallel.
+    pub fn build(
+        dims: usize,
+        params: IndexParams,
+        items: Vec<(String, Vec<f32>)>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Self, String> {
+        let index = Self::new(dims, params)?;
+        {
+            let mut inner = index.inner.write().expect("index lock");
+            let n = items.len();
+            inner.ann = if n >= params.exact_below {
+                Ann::Graph(Box::new(new_graph(&params, n)))
+            } else {
+                Ann::Exact {
+                    dims,
+                    vectors: Vec::with_capacity(n * dims),
+                }
+            };
+            let mut vectors = Vec::with_capacity(n);
+            for (id, (key, v)) in items.into_iter().enumerate() {
+                if v.len() != dims {
+                    return Err(format!(
+                        "vector for {key} has {} dims, index has {dims}",
+                        v.len()
+                    ));
+                }
+                if let Some(old) = inner.live.insert(key.clone(), id) {
+                    inner.dead.insert(old); // a repeated key: the later one wins
+                }
+                inner.keys.push(key);
+                vectors.push((v, id));
+            }
+            match &mut inner.ann {
+                Ann::Graph(g) => {
+                    for chunk in vectors.chunks(4096) {
+                        let refs: Vec<(&[f32], usize)> =
+                            chunk.iter().map(|(v, id)| (v.as_slice(), *id)).collect();
+                        g.parallel_insert_slice(&refs);
+                        progress(chunk.len() as u64);
+                    }
+                }
+                ann @ Ann::Exact { .. } => {
+                    for (v, id) in &vectors {
+                        ann.insert(*id, v);
+                    }
+                    progress(vectors.len() as u64);
+                }
+            }
+        }
+        Ok(index)
+    }
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    pub fn params(&self) -> IndexParams {
+        self.params
+    }
+
+    /// Live items.
+    pub fn len(&self) -> usize {
+        self.inner.read().expect("index lock").live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.inner
+            .read()
+            .expect("index lock")
+            .live
+            .contains_key(key)
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.inner
+            .read()
+            .expect("index lock")
+            .live
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Add or replace `key`. Searches see it as soon as this returns.
+    pub fn upsert(&self, key: &str, v: &[f32]) -> Result<(), String> {
+        if v.len() != self.dims {
+            return Err(format!(
+                "vector has {} dims, index has {}",
+                v.len(),
+                self.dims
+            ));
+        }
+        let mut inner = self.inner.write().expect("index lock");
+        let id = inner.keys.len();
+        if let Some(old) = inner.live.insert(key.to_string(), id) {
+            inner.dead.insert(old);
+        }
+        inner.keys.push(key.to_string());
+        inner.ann.insert(id, v);
+        // outgrew exact search: move to a graph
+        if let Ann::Exact { .. } = inner.ann {
+            if inner.keys.len() >= self.params.exact_below {
+                self.rebuild_locked(&mut inner);
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove `key`; false if absent. It never appears in results afterwards.
+    pub fn remove(&self, key: &str) -> bool {
+        let mut inner = self.inner.write().expect("index lock");
+        let Some(id) = inner.live.remove(key) else {
+            return false;
+        };
+        inner.dead.insert(id);
+        if inner.dead.len() as f64 > COMPACT_DEAD_FRACTION * inner.keys.len() as f64
+            && inner.keys.len() > 64
+        {
+            self.rebuild_locked(&mut inner);
+        }
+        true
+    }
+
+    /// Drop tombstones by rebuilding from the live vectors (ids renumbered).
+    fn rebuild_locked(&self, inner: &mut Inner) {
+        let vectors = inner.ann.vectors(self.dims);
+        let mut live: Vec<(String, Vec<f32>)> = vectors
+            .into_iter()
+            .filter(|(id, _)| !inner.dead.contains(id))
+            .map(|(id, v)| (inner.keys[id].clone(), v))
+            .collect();
+        live.sort_by(|a, b| a.0.cmp(&b.0));
+        let rebuilt =
+            Self::build(self.dims, self.params, live, &|_| {}).expect("dims already checked");
+        *inner = rebuilt.inner.into_inner().expect("fresh lock");
+    }
+
+    /// The `offset..offset+k` best live items by inner product, above `min_score` if given.
+    /// Deleted items are filtered inside the search, so a page is only short when fewer live
+    /// items exist (or pass `min_score`).
+    pub fn search(&self, q: &[f32], query: Query) -> Vec<Hit> {
+        let inner = self.inner.read().expect("index lock");
+        let want = query.offset + query.k;
+        if want == 0 || q.len() != self.dims {
+            return Vec::new();
+        }
+        let mut ef = self.params.ef_search.max(want);
+        let mut found = inner.ann.search(q, want, ef, &inner.dead);
+        // HNSW can return fewer than asked on a sparse filtered graph: widen the beam
+        while found.len() < want.min(inner.live.len()) && ef < 4 * inner.keys.len().max(1) {
+            ef *= 2;
+            found = inner.ann.search(q, want, ef, &inner.dead);
+        }
+        found
+            .into_iter()
+            .skip(query.offset)
+            .take(query.k)
+            .filter(|(_, s)| query.min_score.is_none_or(|m| *s >= m))
+            .map(|(id, score)| Hit {
+                key: inner.keys[id].clone(),
+                score,
+            })
+            .collect()
+    }
+
+    pub fn is_graph(&self) -> bool {
+        matches!(self.inner.read().expect("index lock").ann, Ann::Graph(_))
+    }
+}
+
+impl VectorIndex {
+    /// Make the index agree with the catalog: `truth` maps every key that should be searchable
+    /// to its vector. Returns (inserted, removed).
+    pub fn reconcile(&self, truth: &HashMap<String, Vec<f32>>) -> Result<(usize, usize), String> {
+        let extra: Vec<String> = self
+            .keys()
+            .into_iter()
+            .filter(|k| !truth.contains_key(k))
+            .collect();
+        for k in &extra {
+            self.remove(k);
+        }
+        let mut inserted = 0;
+        let mut missing: Vec<(&String, &Vec<f32>)> =
+            truth.iter().filter(|(k, _)| !self.contains(k)).collect();
+        missing.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in missing {
+            self.upsert(k, v)?;
+            inserted += 1;
+        }
+        Ok((inserted, extra.len()))
+    }
+}
