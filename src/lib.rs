@@ -11,4 +11,5 @@ pub mod index;
 pub mod kit;
 pub mod project;
 pub mod rng;
+pub mod serve;
 pub mod train;

@@ -8,6 +8,7 @@ mod extract;
 mod ingest;
 mod models;
 mod progress;
+mod serve;
 mod synth;
 mod train;
 
@@ -69,6 +70,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Retrieval metrics (R@K, medR, mAP@k) both ways on a split.
     Eval(eval::EvalArgs),
+    /// Serve the HTTP API over the data directory's catalog, heads and indexes.
+    Serve(serve::ServeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -88,6 +91,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let catalog = open_catalog(&cli.data_dir).await?;
             train::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await
         }),
+        Command::Serve(args) => {
+            block_on(serve::run(args, &cli.data_dir, &cli.models_dir, cli.device))
+        }
         Command::Eval(args) => block_on(async {
             let catalog = open_catalog(&cli.data_dir).await?;
             eval::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await

@@ -115,6 +115,13 @@ pub enum Encoder<'a> {
 
 impl Encoder<'_> {
     /// Encode a batch; per-item errors (an undecodable image) do not fail the batch.
+    pub fn encode_batch(
+        &self,
+        batch: &[&Payload],
+    ) -> Result<Vec<Result<Tensor, String>>, EncodeError> {
+        self.encode(batch)
+    }
+
     fn encode(&self, batch: &[&Payload]) -> Result<Vec<Result<Tensor, String>>, EncodeError> {
         match self {
             Encoder::Text(enc) => {

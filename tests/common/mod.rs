@@ -80,3 +80,79 @@ pub fn xmodal(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A real `xmodal serve` on an ephemeral port, killed on drop.
+pub struct Server {
+    pub child: std::process::Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Start and wait until it prints that it is ready (no sleeping: we read its stdout).
+    pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> Server {
+        use std::io::BufRead;
+        let models = kit_model("minilm-l6").parent().unwrap().to_path_buf();
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--models-dir".into(),
+            models.display().to_string(),
+            "serve".into(),
+            "--addr".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut base = None;
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("xmodal listening on ") {
+                base = Some(rest.trim_end_matches('/').to_string());
+            }
+            if line.starts_with("xmodal is ready") {
+                break;
+            }
+        }
+        let base = base.expect("server printed its address");
+        Server {
+            child,
+            base,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGKILL: no graceful shutdown, no index save.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn gallery_photo(id: &str) -> Vec<u8> {
+    let dir = kit_model("demo-gallery").join("images");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_stem().unwrap() == id)
+        .unwrap();
+    std::fs::read(file).unwrap()
+}

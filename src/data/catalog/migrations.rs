@@ -9,11 +9,18 @@ use sqlx::{
     SqlSafeStr,
 };
 
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "catalog",
-    include_str!("../../../migrations/sqlite/0001_catalog.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "catalog",
+        include_str!("../../../migrations/sqlite/0001_catalog.sql"),
+    ),
+    (
+        2,
+        "vectors",
+        include_str!("../../../migrations/sqlite/0002_vectors.sql"),
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i64 = SQLITE[SQLITE.len() - 1].0;

@@ -339,6 +339,131 @@ impl Catalog {
     }
 }
 
+/// Features of one searchable item, stored with the item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredVector {
+    pub feature_set: String,
+    pub item: String,
+    pub image_id: ImageId,
+    pub vector: Vec<f32>,
+}
+
+fn to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn from_blob(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+impl Catalog {
+    /// Insert one image with its captions and their feature vectors in a single transaction:
+    /// when this returns, all of it is durable, or none of it was written.
+    pub async fn insert_with_vectors(
+        &self,
+        dataset_id: i64,
+        image: &NewImage,
+        vectors: &[StoredVector],
+    ) -> Result<bool, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM images WHERE id = ?")
+            .bind(image.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO images (id, dataset_id, location, width, height, sha256, split) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(image.id.as_str())
+            .bind(dataset_id)
+            .bind(&image.location)
+            .bind(image.width.map(i64::from))
+            .bind(image.height.map(i64::from))
+            .bind(&image.sha256)
+            .bind(image.split.map(Split::as_str))
+            .execute(&mut *tx)
+            .await?;
+        for (ordinal, text) in image.captions.iter().enumerate() {
+            sqlx::query("INSERT INTO captions (image_id, ordinal, text) VALUES (?, ?, ?)")
+                .bind(image.id.as_str())
+                .bind(ordinal as i64)
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for v in vectors {
+            sqlx::query("INSERT OR REPLACE INTO vectors (feature_set, item, image_id, vector) VALUES (?, ?, ?, ?)")
+                .bind(&v.feature_set)
+                .bind(&v.item)
+                .bind(v.image_id.as_str())
+                .bind(to_blob(&v.vector))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Store vectors for existing items (bulk, one transaction).
+    pub async fn put_vectors(&self, vectors: &[StoredVector]) -> Result<(), CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        for v in vectors {
+            sqlx::query("INSERT OR REPLACE INTO vectors (feature_set, item, image_id, vector) VALUES (?, ?, ?, ?)")
+                .bind(&v.feature_set)
+                .bind(&v.item)
+                .bind(v.image_id.as_str())
+                .bind(to_blob(&v.vector))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every stored vector of a feature set.
+    pub async fn vectors(&self, feature_set: &str) -> Result<Vec<StoredVector>, CatalogError> {
+        let rows = sqlx::query("SELECT feature_set, item, image_id, vector FROM vectors WHERE feature_set = ? ORDER BY item").bind(feature_set).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredVector {
+                    feature_set: r.get(0),
+                    item: r.get(1),
+                    image_id: ImageId::new(r.get::<String, _>(2))
+                        .map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+                    vector: from_blob(&r.get::<Vec<u8>, _>(3)),
+                })
+            })
+            .collect()
+    }
+
+    /// The vector of one item, if stored.
+    pub async fn vector(
+        &self,
+        feature_set: &str,
+        item: &str,
+    ) -> Result<Option<Vec<f32>>, CatalogError> {
+        let blob: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT vector FROM vectors WHERE feature_set = ? AND item = ?")
+                .bind(feature_set)
+                .bind(item)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(blob.map(|b| from_blob(&b)))
+    }
+
+    /// How many images reference a stored file (to know when it may be removed).
+    pub async fn images_at(&self, location: &str) -> Result<i64, CatalogError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE location = ?")
+                .bind(location)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureSetRow {
     pub id: String,

@@ -1,0 +1,112 @@
+//! `xmodal serve`
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use clap::Args;
+
+use super::encoders::EncoderArgs;
+use crate::{
+    device::DeviceSpec,
+    index::IndexParams,
+    serve::{self, engine::BatchConfig, Limits, ServerConfig, ServiceConfig},
+};
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "XMODAL_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// A trained heads directory, or `zero-shot` (the default when none is given).
+    #[arg(long, env = "XMODAL_HEADS")]
+    pub heads: Option<String>,
+    #[command(flatten)]
+    pub encoders: EncoderArgs,
+    /// When set, writes need `Authorization: Bearer KEY`.
+    #[arg(long, env = "XMODAL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Largest request body in MiB (image uploads and queries).
+    #[arg(long, env = "XMODAL_MAX_BODY_MB", default_value_t = 20)]
+    pub max_body_mb: usize,
+    /// Requests in flight before new ones get 429.
+    #[arg(long, env = "XMODAL_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Largest encoder batch.
+    #[arg(long, env = "XMODAL_MAX_BATCH", default_value_t = 32)]
+    pub max_batch: usize,
+    /// How long an encoder waits to fill a batch, in milliseconds.
+    #[arg(long, env = "XMODAL_MAX_WAIT_MS", default_value_t = 2)]
+    pub max_wait_ms: u64,
+    /// Zero-shot head: top ImageNet classes per image.
+    #[arg(long, env = "XMODAL_ZERO_SHOT_TOP", default_value_t = 10)]
+    pub zero_shot_top: usize,
+    /// HNSW links per node.
+    #[arg(long, env = "XMODAL_INDEX_M", default_value_t = 16)]
+    pub index_m: usize,
+    #[arg(long, env = "XMODAL_INDEX_EF_CONSTRUCTION", default_value_t = 200)]
+    pub index_ef_construction: usize,
+    #[arg(long, env = "XMODAL_INDEX_EF_SEARCH", default_value_t = 64)]
+    pub index_ef_search: usize,
+}
+
+impl ServeArgs {
+    pub fn configs(
+        &self,
+        data_dir: &Path,
+        models_dir: &Path,
+        device: DeviceSpec,
+    ) -> anyhow::Result<(ServerConfig, ServiceConfig)> {
+        let index = IndexParams {
+            m: self.index_m,
+            ef_construction: self.index_ef_construction,
+            ef_search: self.index_ef_search,
+            ..Default::default()
+        };
+        index.validate().map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            self.max_batch >= 1 && self.max_in_flight >= 1,
+            "--max-batch and --max-in-flight must be at least 1"
+        );
+        let server = ServerConfig {
+            addr: self.addr,
+            api_key: self.api_key.clone(),
+            limits: Limits {
+                max_body_bytes: self.max_body_mb << 20,
+                max_in_flight: self.max_in_flight,
+                ..Default::default()
+            },
+        };
+        let service = ServiceConfig {
+            data_dir: data_dir.to_path_buf(),
+            models_dir: models_dir.to_path_buf(),
+            image_model: self.encoders.image_model.clone(),
+            text_model: self.encoders.text_model.clone(),
+            heads: self.heads.clone(),
+            zero_shot_top: self.zero_shot_top,
+            index,
+            batch: BatchConfig {
+                max_batch: self.max_batch,
+                max_wait: Duration::from_millis(self.max_wait_ms),
+                ..Default::default()
+            },
+            device: device.open()?,
+        };
+        Ok((server, service))
+    }
+}
+
+pub async fn run(
+    args: ServeArgs,
+    data_dir: &Path,
+    models_dir: &Path,
+    device: DeviceSpec,
+) -> anyhow::Result<()> {
+    let (server, service) = args.configs(data_dir, models_dir, device)?;
+    serve::run(server, service, move |s, addr| {
+        tracing::info!(
+            images = s.images.len(),
+            captions = s.captions.len(),
+            "ready"
+        );
+        println!("xmodal is ready at http://{addr}/ ({})", s.model);
+    })
+    .await
+}

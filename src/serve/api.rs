@@ -1,0 +1,162 @@
+//! Request and response types of the HTTP API (see ../shared/API.md), with their OpenAPI schemas,
+//! and the validation of what clients send.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ApiError;
+
+pub const MAX_K: usize = 100;
+pub const MAX_OFFSET: usize = 10_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TextSearchRequest {
+    /// The caption to search with. Longer than the text encoder's limit is truncated, not refused.
+    pub query: String,
+    /// Results per page, 1..=100.
+    #[serde(default = "default_k")]
+    pub k: i64,
+    /// Results to skip (paging), 0..=10000.
+    #[serde(default)]
+    pub offset: i64,
+    /// Drop results scoring below this (cosine, -1..1).
+    #[serde(default)]
+    pub min_score: Option<f64>,
+}
+
+fn default_k() -> i64 {
+    10
+}
+
+#[derive(Debug, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Results per page, 1..=100.
+    pub k: Option<i64>,
+    /// Results to skip, 0..=10000.
+    pub offset: Option<i64>,
+    /// Drop results scoring below this.
+    pub min_score: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FileParams {
+    /// Serve a JPEG thumbnail fitting in size×size pixels (16..=1024) instead of the original.
+    pub size: Option<u32>,
+}
+
+/// A validated page request.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub k: usize,
+    pub offset: usize,
+    pub min_score: Option<f32>,
+}
+
+impl Page {
+    pub fn new(
+        k: Option<i64>,
+        offset: Option<i64>,
+        min_score: Option<f64>,
+    ) -> Result<Self, ApiError> {
+        let k = k.unwrap_or(10);
+        if !(1..=MAX_K as i64).contains(&k) {
+            return Err(ApiError::Invalid(format!(
+                "k must be between 1 and {MAX_K}, got {k}"
+            )));
+        }
+        let offset = offset.unwrap_or(0);
+        if !(0..=MAX_OFFSET as i64).contains(&offset) {
+            return Err(ApiError::Invalid(format!(
+                "offset must be between 0 and {MAX_OFFSET}, got {offset}"
+            )));
+        }
+        if let Some(m) = min_score {
+            if !m.is_finite() {
+                return Err(ApiError::Invalid(
+                    "min_score must be a finite number".into(),
+                ));
+            }
+        }
+        Ok(Self {
+            k: k as usize,
+            offset: offset as usize,
+            min_score: min_score.map(|m| m as f32),
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImageHit {
+    pub rank: usize,
+    pub image_id: String,
+    pub score: f32,
+    /// Where to fetch the image.
+    pub url: String,
+    pub captions: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImageResults {
+    pub results: Vec<ImageHit>,
+    pub took_ms: f64,
+    /// The projector and encoders that produced the scores.
+    pub model: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CaptionHit {
+    pub rank: usize,
+    pub caption_id: String,
+    pub image_id: String,
+    pub text: String,
+    pub score: f32,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CaptionResults {
+    pub results: Vec<CaptionHit>,
+    pub took_ms: f64,
+    pub model: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImageInfo {
+    pub image_id: String,
+    pub captions: Vec<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub url: String,
+    pub dataset: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Created {
+    pub image_id: String,
+}
+
+/// Multipart form of `POST /v1/images` (for the OpenAPI document).
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct UploadForm {
+    /// JPEG, PNG or WebP bytes.
+    #[schema(value_type = String, format = Binary)]
+    pub image: Vec<u8>,
+    /// Zero or more captions (repeat the field).
+    pub caption: Vec<String>,
+    /// Optional id: 1-128 characters of A-Z a-z 0-9 . _ - (default: derived from the content).
+    pub id: Option<String>,
+}
+
+/// Multipart form of `POST /v1/search/image`.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct ImageQueryForm {
+    #[schema(value_type = String, format = Binary)]
+    pub image: Vec<u8>,
+}
+
+pub fn image_url(id: &str) -> String {
+    format!("/v1/images/{id}/file")
+}

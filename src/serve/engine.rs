@@ -1,0 +1,177 @@
+//! The inference backend: one worker thread per encoder, fed by a bounded queue. A worker takes
+//! the first waiting request, gathers more for up to `max_wait` or `max_batch` items, runs one
+//! batched forward pass and answers each request. Requests whose client has gone are skipped.
+//! The HTTP layer never touches a tensor; this layer never sees JSON.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use candle_core::{Device, Tensor};
+use tokio::sync::oneshot;
+
+use crate::encode::{EncodeError, ImageEncoder, TextEncoder};
+
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    /// Requests waiting per encoder before new ones are refused (429).
+    pub queue_capacity: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 32,
+            max_wait: Duration::from_millis(2),
+            queue_capacity: 256,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the {0} encoder queue is full")]
+    Overloaded(&'static str),
+    #[error("the {0} encoder stopped")]
+    Stopped(&'static str),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+struct Job<I> {
+    input: I,
+    reply: oneshot::Sender<Result<Vec<f32>, String>>,
+}
+
+/// A queue in front of one encoder.
+pub struct Queue<I> {
+    name: &'static str,
+    tx: SyncSender<Job<I>>,
+    depth: Arc<AtomicUsize>,
+}
+
+impl<I: Send + 'static> Queue<I> {
+    fn start(
+        name: &'static str,
+        config: BatchConfig,
+        run: impl Fn(Vec<I>) -> Result<Vec<Vec<f32>>, String> + Send + 'static,
+    ) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<Job<I>>(config.queue_capacity);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let worker_depth = depth.clone();
+        std::thread::Builder::new()
+            .name(format!("xmodal-{name}-encoder"))
+            .spawn(move || worker(name, rx, config, worker_depth, run))
+            .expect("spawn encoder thread");
+        Self { name, tx, depth }
+    }
+
+    /// Encode one input; waits for its batch. Refuses at once when the queue is full.
+    pub async fn encode(&self, input: I) -> Result<Vec<f32>, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Job { input, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(EngineError::Overloaded(self.name)),
+            Err(TrySendError::Disconnected(_)) => return Err(EngineError::Stopped(self.name)),
+        }
+        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("xmodal_queue_depth", "encoder" => self.name).set(depth as f64);
+        match rx.await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(message)) => Err(EngineError::Encode(EncodeError::Config(message))),
+            Err(_) => Err(EngineError::Stopped(self.name)),
+        }
+    }
+}
+
+fn worker<I>(
+    name: &'static str,
+    rx: Receiver<Job<I>>,
+    config: BatchConfig,
+    depth: Arc<AtomicUsize>,
+    run: impl Fn(Vec<I>) -> Result<Vec<Vec<f32>>, String>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let deadline = Instant::now() + config.max_wait;
+        while jobs.len() < config.max_batch {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(job) => jobs.push(job),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let taken = jobs.len();
+        let now = depth
+            .fetch_sub(taken, Ordering::Relaxed)
+            .saturating_sub(taken);
+        metrics::gauge!("xmodal_queue_depth", "encoder" => name).set(now as f64);
+        // clients that gave up (timeout, disconnect) cost nothing
+        jobs.retain(|j| !j.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let (inputs, replies): (Vec<I>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.input, j.reply)).unzip();
+        let batch = inputs.len();
+        let result = run(inputs);
+        metrics::histogram!("xmodal_encoder_batch_size", "encoder" => name).record(batch as f64);
+        metrics::histogram!("xmodal_encoder_seconds", "encoder" => name)
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(rows) => {
+                for (reply, row) in replies.into_iter().zip(rows) {
+                    let _ = reply.send(Ok(row));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Both encoders behind their queues.
+pub struct Engine {
+    pub text: Queue<String>,
+    /// Inputs are preprocessed images `[3, crop, crop]` (decoding happens in the request).
+    pub image: Queue<Tensor>,
+    pub text_dims: usize,
+    pub image_dims: usize,
+}
+
+impl Engine {
+    pub fn start(text: Arc<TextEncoder>, image: Arc<ImageEncoder>, config: BatchConfig) -> Self {
+        let (text_dims, image_dims) = (text.dims(), image.dims());
+        let t = text.clone();
+        let text_queue = Queue::start("text", config, move |texts: Vec<String>| {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            t.encode(&refs)
+                .and_then(|m| Ok(m.to_device(&Device::Cpu)?.to_vec2::<f32>()?))
+                .map_err(|e| e.to_string())
+        });
+        let i = image.clone();
+        let image_queue = Queue::start("image", config, move |images: Vec<Tensor>| {
+            i.encode_prepared(&images)
+                .and_then(|m| Ok(m.to_device(&Device::Cpu)?.to_vec2::<f32>()?))
+                .map_err(|e| e.to_string())
+        });
+        Self {
+            text: text_queue,
+            image: image_queue,
+            text_dims,
+            image_dims,
+        }
+    }
+}

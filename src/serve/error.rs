@@ -1,0 +1,144 @@
+//! The one place where errors become HTTP: every failure a handler can meet is an [`ApiError`],
+//! answered as `{"error": {"code", "message"}}` with a stable snake_case code clients can switch on.
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::engine::EngineError;
+use crate::{
+    data::CatalogError,
+    encode::{EncodeError, ImageError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("an image with id {0:?} already exists")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    #[error("missing or wrong API key")]
+    Unauthorized,
+    #[error("the service is at capacity; retry shortly")]
+    Overloaded,
+    #[error("the service is starting: models and indexes are loading")]
+    NotReady,
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The error body, for OpenAPI.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, snake_case.
+    pub code: &'static str,
+    /// A human sentence; free to change.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "already_exists"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMedia(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            Self::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code,
+                    message: self.to_string(),
+                },
+            }),
+        )
+            .into_response();
+        if matches!(self, Self::Overloaded | Self::NotReady) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> Self {
+        match e {
+            ImageError::Unsupported => Self::UnsupportedMedia(e.to_string()),
+            ImageError::TooLarge { .. } => Self::TooLarge(e.to_string()),
+            ImageError::Empty | ImageError::Decode(_) => Self::Malformed(e.to_string()),
+        }
+    }
+}
+
+impl From<EncodeError> for ApiError {
+    fn from(e: EncodeError) -> Self {
+        match e {
+            EncodeError::Image(img) => img.into(),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Overloaded(_) => Self::Overloaded,
+            EngineError::Encode(enc) => enc.into(),
+            EngineError::Stopped(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<candle_core::Error> for ApiError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+/// Fallback for unknown routes: JSON 404 like every other error.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}

@@ -1,0 +1,6 @@
+//! HTTP handlers: validation, JSON and status codes; everything else is delegated.
+
+pub mod images;
+pub mod ops;
+pub mod search;
+pub mod web;

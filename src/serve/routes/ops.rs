@@ -1,0 +1,53 @@
+//! Liveness, readiness and metrics.
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::IntoResponse,
+    Json,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::super::{error::ApiError, state::AppState};
+
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    pub status: &'static str,
+}
+
+#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Status)))]
+/// 200 while the process is alive.
+pub async fn health() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: &'static str,
+    pub model: String,
+    pub images: usize,
+    pub captions: usize,
+}
+
+#[utoipa::path(get, path = "/ready", tag = "ops", responses((status = 200, body = Readiness), (status = 503, body = super::super::error::ErrorBody)))]
+/// 200 once models and indexes are loaded, 503 before.
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
+    let service = state.service()?;
+    Ok(Json(Readiness {
+        status: "ready",
+        model: service.model.clone(),
+        images: service.images.len(),
+        captions: service.captions.len(),
+    }))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+/// Prometheus metrics.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.0.prometheus.render(),
+    )
+}

@@ -1,0 +1,190 @@
+//! Caption → images, image → captions, and "more like this".
+
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+
+use super::super::{
+    api::{
+        image_url, CaptionHit, CaptionResults, ImageHit, ImageResults, Page, PageParams,
+        TextSearchRequest,
+    },
+    error::ApiError,
+    input::{ApiJson, ApiQuery, ImageBody},
+    service::Service,
+    state::AppState,
+};
+use crate::{data::ImageId, index::Query};
+use axum::Json;
+
+fn query(page: Page) -> Query {
+    Query {
+        k: page.k,
+        offset: page.offset,
+        min_score: page.min_score,
+    }
+}
+
+async fn with_timeout<T>(
+    state: &AppState,
+    f: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(state.0.limits.encode_timeout, f)
+        .await
+        .map_err(|_| ApiError::Overloaded)?
+}
+
+/// Image hits with their captions, ranked from `offset + 1`.
+pub async fn image_hits(
+    service: &Service,
+    hits: Vec<crate::index::Hit>,
+    offset: usize,
+) -> Result<Vec<ImageHit>, ApiError> {
+    let mut results = Vec::with_capacity(hits.len());
+    for (i, hit) in hits.into_iter().enumerate() {
+        let id = ImageId::new(hit.key.clone()).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let captions = service
+            .catalog
+            .captions_of(&id)
+            .await?
+            .into_iter()
+            .map(|c| c.text)
+            .collect();
+        results.push(ImageHit {
+            rank: offset + i + 1,
+            url: image_url(&hit.key),
+            image_id: hit.key,
+            score: hit.score,
+            captions,
+        });
+    }
+    Ok(results)
+}
+
+#[utoipa::path(post, path = "/v1/search/text", tag = "search", request_body = TextSearchRequest,
+    responses((status = 200, body = ImageResults), (status = 400, body = super::super::error::ErrorBody), (status = 422, body = super::super::error::ErrorBody), (status = 429, body = super::super::error::ErrorBody), (status = 503, body = super::super::error::ErrorBody)))]
+/// Caption → ranked images.
+pub async fn search_text(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<TextSearchRequest>,
+) -> Result<Json<ImageResults>, ApiError> {
+    let started = Instant::now();
+    let page = Page::new(Some(req.k), Some(req.offset), req.min_score)?;
+    let text = req.query.trim().to_string();
+    if text.is_empty() {
+        return Err(ApiError::Invalid("query must not be empty".into()));
+    }
+    let service = state.service()?;
+    let features = with_timeout(&state, async {
+        Ok(service.engine.text.encode(text).await?)
+    })
+    .await?;
+    let q = service.project_text(features)?;
+    let hits = service.images.search(&q, query(page));
+    let results = image_hits(&service, hits, page.offset).await?;
+    Ok(Json(ImageResults {
+        results,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+        model: service.model.clone(),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/search/image", tag = "search", params(PageParams),
+    request_body(content = super::super::api::ImageQueryForm, content_type = "multipart/form-data", description = "a multipart `image` field, or a raw body with Content-Type image/*"),
+    responses((status = 200, body = CaptionResults), (status = 400, body = super::super::error::ErrorBody), (status = 413, body = super::super::error::ErrorBody), (status = 415, body = super::super::error::ErrorBody), (status = 422, body = super::super::error::ErrorBody), (status = 429, body = super::super::error::ErrorBody), (status = 503, body = super::super::error::ErrorBody)))]
+/// Image → ranked captions.
+pub async fn search_image(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<PageParams>,
+    ImageBody(form): ImageBody,
+) -> Result<Json<CaptionResults>, ApiError> {
+    let started = Instant::now();
+    let page = Page::new(params.k, params.offset, params.min_score)?;
+    let bytes = form
+        .image
+        .ok_or_else(|| ApiError::Invalid("missing the `image` field".into()))?;
+    let service = state.service()?;
+    let encoder = service.image_encoder.clone();
+    let prepared = tokio::task::spawn_blocking(move || encoder.prepare(&bytes))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let features = with_timeout(&state, async {
+        Ok(service.engine.image.encode(prepared).await?)
+    })
+    .await?;
+    let q = service.project_image(features)?;
+    let hits = service.captions.search(&q, query(page));
+    let mut results = Vec::with_capacity(hits.len());
+    for (i, hit) in hits.into_iter().enumerate() {
+        let (image_id, ordinal) = hit
+            .key
+            .rsplit_once('#')
+            .ok_or_else(|| ApiError::Internal(format!("bad caption key {}", hit.key)))?;
+        let id =
+            ImageId::new(image_id.to_string()).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let ordinal: u32 = ordinal
+            .parse()
+            .map_err(|_| ApiError::Internal(format!("bad caption key {}", hit.key)))?;
+        let text = service
+            .catalog
+            .captions_of(&id)
+            .await?
+            .into_iter()
+            .find(|c| c.ordinal == ordinal)
+            .map(|c| c.text)
+            .unwrap_or_default();
+        results.push(CaptionHit {
+            rank: page.offset + i + 1,
+            caption_id: hit.key.clone(),
+            image_id: image_id.to_string(),
+            text,
+            score: hit.score,
+        });
+    }
+    Ok(Json(CaptionResults {
+        results,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+        model: service.model.clone(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/images/{id}/similar", tag = "search", params(("id" = String, Path, description = "image id"), PageParams),
+    responses((status = 200, body = ImageResults), (status = 404, body = super::super::error::ErrorBody), (status = 422, body = super::super::error::ErrorBody)))]
+/// Images nearest to an indexed image.
+pub async fn similar(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<ImageResults>, ApiError> {
+    let started = Instant::now();
+    let page = Page::new(params.k, params.offset, params.min_score)?;
+    let service = state.service()?;
+    let id = super::images::parse_id(&id)?;
+    let features = service
+        .catalog
+        .vector(&service.image_spec.id().0, id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no image with id {:?}", id.as_str())))?;
+    let q = service.project_image(features)?;
+    // one extra, since the image itself is its own nearest neighbour
+    let hits: Vec<_> = service
+        .images
+        .search(
+            &q,
+            Query {
+                k: page.k + 1,
+                offset: page.offset,
+                min_score: page.min_score,
+            },
+        )
+        .into_iter()
+        .filter(|h| h.key != id.as_str())
+        .take(page.k)
+        .collect();
+    let results = image_hits(&service, hits, page.offset).await?;
+    Ok(Json(ImageResults {
+        results,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+        model: service.model.clone(),
+    }))
+}

@@ -1,0 +1,373 @@
+//! What a running server holds, and how it gets there: catalog → encoders → projector → stored
+//! vectors (filled from the extract cache or encoded now) → indexes (loaded if they match,
+//! rebuilt if not, then reconciled with the catalog, which is the source of truth).
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use candle_core::{Device, Tensor};
+use sha2::{Digest, Sha256};
+
+use super::engine::{BatchConfig, Engine};
+use crate::{
+    data::{
+        catalog::{ImageFilter, StoredVector},
+        Catalog, ImageId,
+    },
+    encode::{ImageEncoder, TextEncoder, TextOptions},
+    features::{
+        cache::FeatureCache,
+        extract::{caption_items, caption_key, image_items, Encoder, Payload},
+        FeatureSpec,
+    },
+    index::{IndexParams, VectorIndex},
+    project::{ConSE, Projector, Score, TrainedHeads, HEADS_CONFIG, HEADS_WEIGHTS},
+};
+
+/// How the service is put together (from CLI flags / env).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub image_model: Option<PathBuf>,
+    pub text_model: Option<PathBuf>,
+    /// A trained heads directory; `None` or "zero-shot" for the ConSE default.
+    pub heads: Option<String>,
+    pub zero_shot_top: usize,
+    pub index: IndexParams,
+    pub batch: BatchConfig,
+    pub device: Device,
+}
+
+pub struct Service {
+    pub catalog: Catalog,
+    pub engine: Engine,
+    pub image_encoder: Arc<ImageEncoder>,
+    pub projector: Projector,
+    pub image_spec: FeatureSpec,
+    pub text_spec: FeatureSpec,
+    pub images: VectorIndex,
+    pub captions: VectorIndex,
+    pub data_dir: PathBuf,
+    /// What `model` says in responses.
+    pub model: String,
+    /// Identity of the vector space (projector + feature sets): indexes are valid only for it.
+    pub space: String,
+    pub uploads_dataset: i64,
+    /// Writes are serialised: one upload or delete at a time keeps catalog and index in step.
+    pub write_lock: tokio::sync::Mutex<()>,
+}
+
+pub const UPLOADS_DATASET: &str = "uploads";
+
+impl Service {
+    pub async fn load(config: &ServiceConfig, log: &(dyn Fn(&str) + Sync)) -> anyhow::Result<Self> {
+        let catalog = Catalog::open(&config.data_dir.join("catalog.sqlite")).await?;
+        let image_dir = config
+            .image_model
+            .clone()
+            .unwrap_or_else(|| config.models_dir.join("efficientnet-lite0"));
+        let text_dir = config
+            .text_model
+            .clone()
+            .unwrap_or_else(|| config.models_dir.join("minilm-l6"));
+        log(&format!(
+            "loading encoders {} and {}",
+            image_dir.display(),
+            text_dir.display()
+        ));
+        let image = Arc::new(ImageEncoder::load(&image_dir, &config.device)?);
+        let text = Arc::new(TextEncoder::load(
+            &text_dir,
+            &TextOptions::default(),
+            &config.device,
+        )?);
+        let image_spec = FeatureSpec::for_image(&image_dir, &image)?;
+        let text_spec = FeatureSpec::for_text(&text_dir, &text)?;
+
+        let (projector, projector_id) = match config.heads.as_deref().filter(|h| *h != "zero-shot")
+        {
+            Some(dir) => {
+                let heads = TrainedHeads::load(Path::new(dir), &config.device)?;
+                heads.check_features(&image_spec, &text_spec)?;
+                anyhow::ensure!(heads.config.score == Score::Cosine, "heads trained with squared-L2 geometry (loss triplet) cannot be served by the cosine index; train with --loss hardest or infonce");
+                let weights = std::fs::read(Path::new(dir).join(HEADS_WEIGHTS))?;
+                let config_bytes = std::fs::read(Path::new(dir).join(HEADS_CONFIG))?;
+                let id = format!(
+                    "heads:{:x}",
+                    Sha256::new()
+                        .chain_update(weights)
+                        .chain_update(config_bytes)
+                        .finalize()
+                );
+                (Projector::Trained(Box::new(heads)), id)
+            }
+            None => {
+                log("building the zero-shot head (ImageNet class names through the text encoder)");
+                let classifier = image.classifier().cloned().ok_or_else(|| anyhow::anyhow!("the image model has no classifier; the zero-shot head needs one (or pass --heads)"))?;
+                (
+                    Projector::ZeroShot(Box::new(ConSE::new(
+                        classifier,
+                        &text,
+                        config.zero_shot_top,
+                    )?)),
+                    format!("conse:top{}", config.zero_shot_top),
+                )
+            }
+        };
+        let space = format!("{projector_id}|{}|{}", image_spec.id(), text_spec.id());
+        let model = format!(
+            "{} over {} + {}",
+            projector.name(),
+            image_spec.encoder,
+            text_spec.encoder
+        );
+
+        fill_vectors(
+            &catalog,
+            &config.data_dir,
+            &image_spec,
+            &text_spec,
+            &image,
+            &text,
+            log,
+        )
+        .await?;
+        let images = open_index(
+            &catalog,
+            &config.data_dir.join("index/images"),
+            &image_spec,
+            &space,
+            config.index,
+            log,
+            |m| projector.images(m),
+        )
+        .await?;
+        let captions = open_index(
+            &catalog,
+            &config.data_dir.join("index/captions"),
+            &text_spec,
+            &space,
+            config.index,
+            log,
+            |m| projector.texts(m),
+        )
+        .await?;
+        catalog.register_feature_set(&image_spec.row()).await?;
+        catalog.register_feature_set(&text_spec.row()).await?;
+        let uploads_dataset = catalog.dataset(UPLOADS_DATASET, "upload", "http").await?;
+        let engine = Engine::start(text, image.clone(), config.batch);
+        metrics::gauge!("xmodal_index_size", "side" => "images").set(images.len() as f64);
+        metrics::gauge!("xmodal_index_size", "side" => "captions").set(captions.len() as f64);
+        Ok(Self {
+            catalog,
+            engine,
+            image_encoder: image,
+            projector,
+            image_spec,
+            text_spec,
+            images,
+            captions,
+            data_dir: config.data_dir.clone(),
+            model,
+            space,
+            uploads_dataset,
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Persist both indexes (at shutdown; they are rebuilt or reconciled otherwise).
+    pub fn save_indexes(&self) -> anyhow::Result<()> {
+        self.images
+            .save(&self.data_dir.join("index/images"), &self.space)?;
+        self.captions
+            .save(&self.data_dir.join("index/captions"), &self.space)?;
+        Ok(())
+    }
+
+    /// Project one feature row into the shared space.
+    pub fn project_text(&self, features: Vec<f32>) -> candle_core::Result<Vec<f32>> {
+        project_row(features, |m| self.projector.texts(m))
+    }
+
+    pub fn project_image(&self, features: Vec<f32>) -> candle_core::Result<Vec<f32>> {
+        project_row(features, |m| self.projector.images(m))
+    }
+}
+
+fn project_row(
+    features: Vec<f32>,
+    f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<Vec<f32>> {
+    let n = features.len();
+    f(&Tensor::from_vec(features, (1, n), &Device::Cpu)?)?
+        .flatten_all()?
+        .to_vec1()
+}
+
+/// Make sure every image and caption has its features stored in the catalog: take them from the
+/// extract cache when it has them, encode the rest now.
+async fn fill_vectors(
+    catalog: &Catalog,
+    data_dir: &Path,
+    image_spec: &FeatureSpec,
+    text_spec: &FeatureSpec,
+    image: &ImageEncoder,
+    text: &TextEncoder,
+    log: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<()> {
+    let all = ImageFilter::default();
+    let images = catalog.images(&all).await?;
+    let captions = catalog.captions(&all).await?;
+    for (spec, items, is_image) in [
+        (image_spec, image_items(&images), true),
+        (text_spec, caption_items(&captions), false),
+    ] {
+        let set = spec.id().0;
+        let have: std::collections::HashSet<String> = catalog
+            .vectors(&set)
+            .await?
+            .into_iter()
+            .map(|v| v.item)
+            .collect();
+        let missing: Vec<_> = items
+            .into_iter()
+            .filter(|(k, _)| !have.contains(&k.key))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let cache = FeatureCache::new(&data_dir.join("features"), &spec.id());
+        let cached = cache.load(&Device::Cpu).ok();
+        let cached_rows = cached.as_ref().map(|c| c.index()).unwrap_or_default();
+        let mut from_cache = Vec::new();
+        let mut to_encode = Vec::new();
+        for (key, payload) in missing {
+            match (cached_rows.get(key.key.as_str()), &cached) {
+                (Some(&row), Some(c)) => {
+                    from_cache.push((key.key, c.matrix.get(row)?.to_vec1::<f32>()?))
+                }
+                _ => to_encode.push((key, payload)),
+            }
+        }
+        log(&format!(
+            "{}: {} vectors from the extract cache, {} to encode",
+            if is_image { "images" } else { "captions" },
+            from_cache.len(),
+            to_encode.len()
+        ));
+        let owner = |key: &str| ImageId::new(key.split('#').next().unwrap_or(key).to_string());
+        let mut rows: Vec<StoredVector> = Vec::new();
+        for (item, vector) in from_cache {
+            rows.push(StoredVector {
+                feature_set: set.clone(),
+                image_id: owner(&item)?,
+                item,
+                vector,
+            });
+        }
+        for chunk in to_encode.chunks(64) {
+            let payloads: Vec<&Payload> = chunk.iter().map(|(_, p)| p).collect();
+            let encoder = if is_image {
+                Encoder::Image(image)
+            } else {
+                Encoder::Text(text)
+            };
+            let results = encoder.encode_batch(&payloads)?;
+            for ((key, _), r) in chunk.iter().zip(results) {
+                match r {
+                    Ok(v) => rows.push(StoredVector {
+                        feature_set: set.clone(),
+                        image_id: owner(&key.key)?,
+                        item: key.key.clone(),
+                        vector: v.to_vec1()?,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(item = %key.key, error = %e, "cannot encode; it will not be searchable")
+                    }
+                }
+            }
+        }
+        for chunk in rows.chunks(2000) {
+            catalog.put_vectors(chunk).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Load the index for one side if it matches `space`, else build it; then reconcile it with the
+/// catalog's stored vectors and save it if anything changed.
+async fn open_index(
+    catalog: &Catalog,
+    dir: &Path,
+    spec: &FeatureSpec,
+    space: &str,
+    params: IndexParams,
+    log: &(dyn Fn(&str) + Sync),
+    project: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> anyhow::Result<VectorIndex> {
+    let stored = catalog.vectors(&spec.id().0).await?;
+    let mut truth: HashMap<String, Vec<f32>> = HashMap::with_capacity(stored.len());
+    for chunk in stored.chunks(4096) {
+        let dims = chunk[0].vector.len();
+        let flat: Vec<f32> = chunk
+            .iter()
+            .flat_map(|v| v.vector.iter().copied())
+            .collect();
+        let projected: Vec<Vec<f32>> =
+            project(&Tensor::from_vec(flat, (chunk.len(), dims), &Device::Cpu)?)?.to_vec2()?;
+        truth.extend(chunk.iter().map(|v| v.item.clone()).zip(projected));
+    }
+    let dims = truth.values().next().map(Vec::len);
+    let index = match VectorIndex::load(dir, space) {
+        Ok(index) if dims.is_none_or(|d| d == index.dims()) => index,
+        result => {
+            if let Err(e) = result {
+                log(&format!("{e}; building it from the catalog"));
+            }
+            let mut items: Vec<(String, Vec<f32>)> =
+                truth.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            let dims = dims.unwrap_or(spec.dims);
+            let dims = if items.is_empty() {
+                project_dims(&project, spec.dims)?
+            } else {
+                dims
+            };
+            let index =
+                VectorIndex::build(dims, params, items, &|_| {}).map_err(anyhow::Error::msg)?;
+            index.save(dir, space)?;
+            return Ok(index);
+        }
+    };
+    let (added, removed) = index.reconcile(&truth).map_err(anyhow::Error::msg)?;
+    if added + removed > 0 {
+        log(&format!(
+            "{}: reconciled with the catalog (+{added}, -{removed})",
+            dir.display()
+        ));
+        index.save(dir, space)?;
+    }
+    Ok(index)
+}
+
+/// The projector's output width, probed with a zero input (an empty collection has no vectors).
+fn project_dims(
+    project: &impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+    input: usize,
+) -> candle_core::Result<usize> {
+    project(&Tensor::zeros(
+        (1, input),
+        candle_core::DType::F32,
+        &Device::Cpu,
+    )?)?
+    .dim(1)
+}
+
+/// The caption key of an image's `ordinal`-th caption (re-exported for handlers).
+pub fn caption_id(image_id: &str, ordinal: u32) -> String {
+    caption_key(image_id, ordinal)
+}

@@ -1,0 +1,84 @@
+//! Shared server state: the service once loaded (readiness), limits, auth, backpressure.
+
+use std::sync::{Arc, OnceLock};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Semaphore;
+
+use super::{error::ApiError, service::Service};
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body (uploads, image queries).
+    pub max_body_bytes: usize,
+    /// Requests handled at once before new ones get 429.
+    pub max_in_flight: usize,
+    /// How long a request may wait for an encoder.
+    pub encode_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 20 << 20,
+            max_in_flight: 256,
+            encode_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct Shared {
+    pub service: OnceLock<Arc<Service>>,
+    pub api_key: Option<String>,
+    pub limits: Limits,
+    pub prometheus: PrometheusHandle,
+    pub in_flight: Semaphore,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Shared>);
+
+impl AppState {
+    pub fn new(api_key: Option<String>, limits: Limits, prometheus: PrometheusHandle) -> Self {
+        let in_flight = Semaphore::new(limits.max_in_flight);
+        Self(Arc::new(Shared {
+            service: OnceLock::new(),
+            api_key: api_key.filter(|k| !k.is_empty()),
+            limits,
+            prometheus,
+            in_flight,
+        }))
+    }
+
+    pub fn service(&self) -> Result<Arc<Service>, ApiError> {
+        self.0.service.get().cloned().ok_or(ApiError::NotReady)
+    }
+
+    pub fn ready(&self) -> bool {
+        self.0.service.get().is_some()
+    }
+
+    /// Writes need `Authorization: Bearer KEY` when a key is configured.
+    pub fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        let Some(key) = &self.0.api_key else {
+            return Ok(());
+        };
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // constant-time comparison: do not leak the key's prefix through timing
+        match given {
+            Some(g)
+                if g.len() == key.len()
+                    && g.bytes()
+                        .zip(key.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0 =>
+            {
+                Ok(())
+            }
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+}

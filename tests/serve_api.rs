@@ -1,0 +1,603 @@
+//! The HTTP service as clients see it: every route of ../shared/API.md on a real server, the bad
+//! inputs each get a 4xx JSON error (never a 5xx), and the server stays healthy.
+
+mod common;
+
+use common::*;
+use reqwest::{multipart, Client, StatusCode};
+use serde_json::{json, Value};
+
+fn upload_form(photo: &str, captions: &[&str], id: Option<&str>) -> multipart::Form {
+    let mut form = multipart::Form::new().part(
+        "image",
+        multipart::Part::bytes(gallery_photo(photo)).file_name("x"),
+    );
+    for c in captions {
+        form = form.text("caption", c.to_string());
+    }
+    if let Some(id) = id {
+        form = form.text("id", id.to_string());
+    }
+    form
+}
+
+async fn upload(
+    client: &Client,
+    s: &Server,
+    photo: &str,
+    captions: &[&str],
+    id: Option<&str>,
+) -> String {
+    let r = client
+        .post(s.url("/v1/images"))
+        .multipart(upload_form(photo, captions, id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().await.unwrap()["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn expect_error(r: reqwest::Response, status: StatusCode, code: &str) {
+    assert_eq!(r.status(), status, "{:?}", r.url().path());
+    let body: Value = r.json().await.expect("error bodies are JSON");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+}
+
+#[tokio::test]
+async fn every_route_answers_as_documented() {
+    let s = Server::start(&tempdir("serve-routes"), &[]);
+    let c = Client::new();
+    assert_eq!(c.get(s.url("/health")).send().await.unwrap().status(), 200);
+    let ready: Value = c
+        .get(s.url("/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["images"], 0,
+        "a fresh data dir starts an empty, writable service"
+    );
+
+    let cat_id = upload(
+        &c,
+        &s,
+        "chelsea",
+        &["a close-up of a tabby cat's face", "a cat with green eyes"],
+        Some("cat"),
+    )
+    .await;
+    let coffee = upload(&c, &s, "coffee", &["a cup of coffee on a red saucer"], None).await;
+    upload(
+        &c,
+        &s,
+        "rocket",
+        &["a rocket on the launch pad at night"],
+        Some("rocket"),
+    )
+    .await;
+    assert_eq!(cat_id, "cat");
+    assert!(coffee.starts_with("img-"), "ids default to a content hash");
+
+    let info: Value = c
+        .get(s.url("/v1/images/cat"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (info["width"].as_u64(), info["height"].as_u64()),
+        (Some(451), Some(300))
+    );
+    assert_eq!(info["captions"][1], "a cat with green eyes");
+    let file = c.get(s.url("/v1/images/cat/file")).send().await.unwrap();
+    assert_eq!(file.headers()["content-type"], "image/png");
+    assert_eq!(
+        file.bytes().await.unwrap().to_vec(),
+        gallery_photo("chelsea")
+    );
+    let thumb = c
+        .get(s.url("/v1/images/cat/file?size=64"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(thumb.headers()["content-type"], "image/jpeg");
+    let t = image::load_from_memory(&thumb.bytes().await.unwrap()).unwrap();
+    assert_eq!((t.width(), t.height()), (64, 43));
+
+    let r: Value = c
+        .post(s.url("/v1/search/text"))
+        .json(&json!({"query": "a tabby cat", "k": 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["results"][0]["image_id"], "cat");
+    assert_eq!(r["results"][0]["rank"], 1);
+    assert_eq!(r["results"][0]["url"], "/v1/images/cat/file");
+    assert_eq!(r["results"].as_array().unwrap().len(), 2);
+    assert!(
+        r["took_ms"].as_f64().unwrap() >= 0.0 && r["model"].as_str().unwrap().contains("zero-shot")
+    );
+    let page2: Value = c
+        .post(s.url("/v1/search/text"))
+        .json(&json!({"query": "a tabby cat", "k": 2, "offset": 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page2["results"][0]["rank"], 3);
+    let high: Value = c
+        .post(s.url("/v1/search/text"))
+        .json(&json!({"query": "a tabby cat", "min_score": 0.99}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(high["results"].as_array().unwrap().is_empty());
+
+    // image → captions, multipart and raw
+    let form =
+        multipart::Form::new().part("image", multipart::Part::bytes(gallery_photo("chelsea")));
+    let r: Value = c
+        .post(s.url("/v1/search/image?k=3"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["results"][0]["image_id"], "cat");
+    assert!(r["results"][0]["caption_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("cat#"));
+    let raw: Value = c
+        .post(s.url("/v1/search/image"))
+        .header("content-type", "image/png")
+        .body(gallery_photo("rocket"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw["results"][0]["image_id"], "rocket");
+
+    let similar: Value = c
+        .get(s.url("/v1/images/cat/similar?k=5"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = similar["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["image_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(!ids.contains(&"cat"));
+
+    // delete: gone from results at once
+    assert_eq!(
+        c.delete(s.url("/v1/images/cat"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    expect_error(
+        c.get(s.url("/v1/images/cat")).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let r: Value = c
+        .post(s.url("/v1/search/text"))
+        .json(&json!({"query": "a tabby cat", "k": 10}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["image_id"] != "cat"));
+
+    // docs, metrics, page
+    let doc: Value = c
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/search/text",
+        "/v1/search/image",
+        "/v1/images",
+        "/v1/images/{id}",
+        "/v1/images/{id}/file",
+        "/v1/images/{id}/similar",
+        "/health",
+        "/ready",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    assert!(c
+        .get(s.url("/docs/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains("swagger"));
+    let metrics = c
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "xmodal_http_requests_total",
+        "xmodal_http_request_duration_seconds_bucket",
+        "xmodal_encoder_batch_size",
+        "xmodal_encoder_seconds",
+        "xmodal_queue_depth",
+        "xmodal_index_size",
+        "xmodal_build_info",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert!(c
+        .get(s.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains("xmodal"));
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_json_error_and_never_a_5xx() {
+    let s = Server::start(
+        &tempdir("serve-bad"),
+        &["--api-key", "s3cret", "--max-body-mb", "1"],
+    );
+    let c = Client::new();
+    let auth = |r: reqwest::RequestBuilder| r.header("authorization", "Bearer s3cret");
+    use StatusCode as S;
+    let text = |body: &'static str| {
+        c.post(s.url("/v1/search/text"))
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    expect_error(
+        text("{bad json").send().await.unwrap(),
+        S::BAD_REQUEST,
+        "malformed_request",
+    )
+    .await;
+    expect_error(
+        text(r#"{"query": ""}"#).send().await.unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        text(r#"{"query": "   "}"#).send().await.unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        text(r#"{"query": "a", "k": 0}"#).send().await.unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        text(r#"{"query": "a", "k": 1000}"#).send().await.unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        text(r#"{"query": "a", "k": "ten"}"#).send().await.unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        text(r#"{"query": "a", "offset": -1}"#)
+            .send()
+            .await
+            .unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        text(r#"{"k": 3}"#).send().await.unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        c.post(s.url("/v1/search/text"))
+            .body(r#"{"query":"a"}"#)
+            .send()
+            .await
+            .unwrap(),
+        S::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    // an over-long caption is truncated by the tokenizer, not refused
+    let long = "a very long caption ".repeat(2000);
+    assert_eq!(
+        c.post(s.url("/v1/search/text"))
+            .json(&json!({"query": long}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let img = |bytes: Vec<u8>| {
+        c.post(s.url("/v1/search/image"))
+            .header("content-type", "image/jpeg")
+            .body(bytes)
+    };
+    let photo = gallery_photo("coffee");
+    expect_error(
+        img(photo[..photo.len() / 3].to_vec()).send().await.unwrap(),
+        S::BAD_REQUEST,
+        "malformed_request",
+    )
+    .await;
+    expect_error(
+        img(Vec::new()).send().await.unwrap(),
+        S::BAD_REQUEST,
+        "malformed_request",
+    )
+    .await;
+    expect_error(
+        img((0..5000u32).map(|i| (i * 7919 % 251) as u8).collect())
+            .send()
+            .await
+            .unwrap(),
+        S::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    expect_error(
+        img(vec![0xff; 2 << 20]).send().await.unwrap(),
+        S::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
+    expect_error(
+        c.post(s.url("/v1/search/image"))
+            .header("content-type", "text/plain")
+            .body("hello")
+            .send()
+            .await
+            .unwrap(),
+        S::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    expect_error(
+        c.post(s.url("/v1/search/image?k=abc"))
+            .header("content-type", "image/png")
+            .body(gallery_photo("horse"))
+            .send()
+            .await
+            .unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        c.post(s.url("/v1/search/image"))
+            .multipart(multipart::Form::new().text("caption", "no image"))
+            .send()
+            .await
+            .unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    // a decompression bomb: a tiny PNG that declares 100000×100000 pixels
+    let mut bomb = Vec::new();
+    image::DynamicImage::new_luma8(1, 1)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bomb),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let r = img(bomb).send().await.unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+
+    // ids and auth
+    expect_error(
+        c.get(s.url("/v1/images/nope")).send().await.unwrap(),
+        S::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        c.get(s.url("/v1/images/..%2F..%2Fetc%2Fpasswd/file"))
+            .send()
+            .await
+            .unwrap(),
+        S::BAD_REQUEST,
+        "malformed_request",
+    )
+    .await;
+    expect_error(
+        c.get(s.url("/v1/images/.hidden")).send().await.unwrap(),
+        S::BAD_REQUEST,
+        "malformed_request",
+    )
+    .await;
+    expect_error(
+        c.get(s.url("/v1/images/nope/similar"))
+            .send()
+            .await
+            .unwrap(),
+        S::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        c.get(s.url("/no/such/route")).send().await.unwrap(),
+        S::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        c.post(s.url("/v1/images"))
+            .multipart(upload_form("horse", &["a horse"], None))
+            .send()
+            .await
+            .unwrap(),
+        S::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    expect_error(
+        c.post(s.url("/v1/images"))
+            .header("authorization", "Bearer wrong")
+            .multipart(upload_form("horse", &["a horse"], None))
+            .send()
+            .await
+            .unwrap(),
+        S::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    expect_error(
+        c.delete(s.url("/v1/images/nope")).send().await.unwrap(),
+        S::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    expect_error(
+        auth(c.post(s.url("/v1/images")))
+            .multipart(upload_form("horse", &["a horse"], Some("../x")))
+            .send()
+            .await
+            .unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        auth(c.post(s.url("/v1/images")))
+            .multipart(upload_form("horse", &[""], None))
+            .send()
+            .await
+            .unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(
+        auth(c.post(s.url("/v1/images")))
+            .multipart(upload_form("horse", &["a horse"], Some("h1")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    expect_error(
+        auth(c.post(s.url("/v1/images")))
+            .multipart(upload_form("horse", &["again"], Some("h1")))
+            .send()
+            .await
+            .unwrap(),
+        S::CONFLICT,
+        "already_exists",
+    )
+    .await;
+    expect_error(
+        auth(c.delete(s.url("/v1/images/nope")))
+            .send()
+            .await
+            .unwrap(),
+        S::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        c.get(s.url("/v1/images/h1/file?size=5"))
+            .send()
+            .await
+            .unwrap(),
+        S::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    // reads stay open
+    assert_eq!(
+        c.get(s.url("/v1/images/h1")).send().await.unwrap().status(),
+        200
+    );
+
+    let metrics = c
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("xmodal_http_requests_total") && l.contains("status=\"5")),
+        "a 5xx was served:\n{metrics}"
+    );
+    assert_eq!(c.get(s.url("/health")).send().await.unwrap().status(), 200);
+}
