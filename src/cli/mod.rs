@@ -1,6 +1,7 @@
 //! The command line: one clap struct, every flag also read from an `XMODAL_*` variable.
 //! Each subcommand's work lives in its own file and calls into the library modules.
 
+mod demo;
 mod embed;
 mod encoders;
 mod eval;
@@ -54,6 +55,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The main job: fetch the kit, build the demo gallery, train demo heads, index and serve.
+    Demo(demo::DemoArgs),
     /// Manage the offline model kit.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -76,6 +79,9 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(args) => {
+            block_on(demo::run(args, &cli.data_dir, &cli.models_dir, cli.device))
+        }
         Command::Models(cmd) => models::run(cmd, &cli.models_dir),
         Command::Embed(cmd) => embed::run(cmd, cli.device),
         Command::Ingest(args) => block_on(async {
@@ -120,8 +126,10 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
 pub fn init_tracing() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
 }

