@@ -213,12 +213,16 @@ impl VectorIndex {
     /// Deleted items are filtered inside the search, so a page is only short when fewer live
     /// items exist (or pass `min_score`).
     pub fn search(&self, q: &[f32], query: Query) -> Vec<Hit> {
+        self.search_ef(q, query, self.params.ef_search)
+    }
+
+    fn search_ef(&self, q: &[f32], query: Query, ef_search: usize) -> Vec<Hit> {
         let inner = self.inner.read().expect("index lock");
         let want = query.offset + query.k;
         if want == 0 || q.len() != self.dims {
             return Vec::new();
         }
-        let mut ef = self.params.ef_search.max(want);
+        let mut ef = ef_search.max(want);
         let mut found = inner.ann.search(q, want, ef, &inner.dead);
         // HNSW can return fewer than asked on a sparse filtered graph: widen the beam
         while found.len() < want.min(inner.live.len()) && ef < 4 * inner.keys.len().max(1) {
@@ -235,6 +239,14 @@ impl VectorIndex {
                 score,
             })
             .collect()
+    }
+
+    /// The same index searched with another beam width (for benchmarks and tuning).
+    pub fn with_ef_search(&self, ef_search: usize) -> SearchWith<'_> {
+        SearchWith {
+            index: self,
+            ef_search,
+        }
     }
 
     pub fn is_graph(&self) -> bool {
@@ -263,5 +275,16 @@ impl VectorIndex {
             inserted += 1;
         }
         Ok((inserted, extra.len()))
+    }
+}
+
+pub struct SearchWith<'a> {
+    index: &'a VectorIndex,
+    ef_search: usize,
+}
+
+impl SearchWith<'_> {
+    pub fn search(&self, q: &[f32], query: Query) -> Vec<Hit> {
+        self.index.search_ef(q, query, self.ef_search)
     }
 }
