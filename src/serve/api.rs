@@ -12,12 +12,15 @@ pub const MAX_OFFSET: usize = 10_000;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TextSearchRequest {
     /// The caption to search with. Longer than the text encoder's limit is truncated, not refused.
+    #[schema(min_length = 1)]
     pub query: String,
     /// Results per page, 1..=100.
     #[serde(default = "default_k")]
+    #[schema(minimum = 1, maximum = 100, default = 10)]
     pub k: i64,
     /// Results to skip (paging), 0..=10000.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 10000, default = 0)]
     pub offset: i64,
     /// Drop results scoring below this (cosine, -1..1).
     #[serde(default)]
@@ -32,8 +35,10 @@ fn default_k() -> i64 {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Results per page, 1..=100.
+    #[param(minimum = 1, maximum = 100)]
     pub k: Option<i64>,
     /// Results to skip, 0..=10000.
+    #[param(minimum = 0, maximum = 10000)]
     pub offset: Option<i64>,
     /// Drop results scoring below this.
     pub min_score: Option<f64>,
@@ -43,6 +48,7 @@ pub struct PageParams {
 #[into_params(parameter_in = Query)]
 pub struct FileParams {
     /// Serve a JPEG thumbnail fitting in size×size pixels (16..=1024) instead of the original.
+    #[param(minimum = 16, maximum = 1024)]
     pub size: Option<u32>,
 }
 
