@@ -2,6 +2,7 @@
 //! image encoders (CNNs) load from a model directory described by a [`crate::kit::Manifest`] and
 //! return one row per input: the feature before any projection head.
 
+mod cpu;
 pub mod image;
 pub mod text;
 

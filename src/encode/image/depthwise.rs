@@ -11,6 +11,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
 use super::layers::Activation;
+use crate::encode::cpu::{contiguous_f32, valid_columns};
 
 pub struct DepthwiseConv {
     /// `[channels, k, k]`, BatchNorm already folded in.
@@ -43,13 +44,7 @@ impl CustomOp1 for DepthwiseConv {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("depthwise-conv2d: only f32 is supported")
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("depthwise-conv2d: input must be contiguous")
-        };
-        let x = &data[start..end];
+        let x = contiguous_f32(storage, layout, self.name())?;
         let (n, c, h, w) = layout.shape().dims4()?;
         if c * self.kernel * self.kernel != self.weight.len() {
             candle_core::bail!(
@@ -78,9 +73,7 @@ impl CustomOp1 for DepthwiseConv {
                         let orow = &mut o[oy * ow..(oy + 1) * ow];
                         for kx in 0..k {
                             let wv = kw[ky * k + kx];
-                            // output columns whose input column ox*s + kx - pl lies inside the row
-                            let lo = pl.saturating_sub(kx).div_ceil(s);
-                            let hi = ((w + pl).saturating_sub(kx)).div_ceil(s).min(ow);
+                            let (lo, hi) = valid_columns(w, ow, kx, s, pl);
                             if s == 1 {
                                 let base = lo + kx - pl;
                                 for (dst, src) in

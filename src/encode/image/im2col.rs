@@ -9,6 +9,8 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
+use crate::encode::cpu::{contiguous_f32, valid_columns};
+
 pub struct Im2Col {
     pub kernel: usize,
     pub stride: usize,
@@ -36,13 +38,7 @@ impl CustomOp1 for Im2Col {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("im2col: f32 only")
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("im2col: input must be contiguous")
-        };
-        let x = &data[start..end];
+        let x = contiguous_f32(storage, layout, self.name())?;
         let (n, c, h, w) = layout.shape().dims4()?;
         let (oh, ow) = self.output_size(h, w);
         let (k, s) = (self.kernel, self.stride);
@@ -55,9 +51,7 @@ impl CustomOp1 for Im2Col {
                 let (img, r) = (row / rows_per_image, row % rows_per_image);
                 let (ch, ky, kx) = (r / (k * k), (r / k) % k, r % k);
                 let plane = &x[(img * c + ch) * h * w..(img * c + ch + 1) * h * w];
-                // output columns whose input column ox*s + kx - pl lies inside the row
-                let lo = pl.saturating_sub(kx).div_ceil(s);
-                let hi = (w + pl).saturating_sub(kx).div_ceil(s).min(ow);
+                let (lo, hi) = valid_columns(w, ow, kx, s, pl);
                 for oy in 0..oh {
                     let iy = (oy * s + ky) as isize - pt as isize;
                     if iy < 0 || iy >= h as isize || lo >= hi {

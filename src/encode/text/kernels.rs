@@ -6,6 +6,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
+use crate::encode::cpu::contiguous_f32;
+
 /// erf for f32 as a rational function of x (Eigen's/XLA's `fast_erf`): only multiplies, adds
 /// and one divide, so a loop of it vectorises. Max error ~1e-7 against f64 erf.
 #[inline(always)]
@@ -60,13 +62,7 @@ impl CustomOp1 for Gelu {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("gelu: f32 only")
-        };
-        let Some((a, b)) = layout.contiguous_offsets() else {
-            candle_core::bail!("gelu: input must be contiguous")
-        };
-        let mut out = data[a..b].to_vec();
+        let mut out = contiguous_f32(storage, layout, self.name())?.to_vec();
         out.par_chunks_mut(16 * 1024).for_each(gelu_dispatch);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
@@ -174,14 +170,10 @@ impl CustomOp2 for Attention {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(qkv), CpuStorage::F32(mask)) = (s1, s2) else {
-            candle_core::bail!("attention: f32 only")
-        };
-        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("attention: inputs must be contiguous")
-        };
-        let (qkv, mask) = (&qkv[a1..b1], &mask[a2..b2]);
+        let (qkv, mask) = (
+            contiguous_f32(s1, l1, self.name())?,
+            contiguous_f32(s2, l2, self.name())?,
+        );
         let (b, l, three_hidden) = l1.shape().dims3()?;
         if l2.shape().dims2()? != (b, l) || three_hidden % (3 * self.heads) != 0 {
             candle_core::bail!(

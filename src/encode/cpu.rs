@@ -1,0 +1,35 @@
+//! Shared plumbing of our CPU kernels (custom candle ops).
+
+use candle_core::{CpuStorage, Layout};
+
+/// The f32 values an op's input layout covers, which must be contiguous.
+pub fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: only f32 is supported")
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: input must be contiguous")
+    };
+    Ok(&data[start..end])
+}
+
+/// Output columns `ox` whose input column `ox·stride + k − pad_left` lies inside a row of
+/// `width`: the half-open range `lo..hi` (clamped to `out_width`).
+pub fn valid_columns(
+    width: usize,
+    out_width: usize,
+    k: usize,
+    stride: usize,
+    pad_left: usize,
+) -> (usize, usize) {
+    let lo = pad_left.saturating_sub(k).div_ceil(stride);
+    let hi = (width + pad_left)
+        .saturating_sub(k)
+        .div_ceil(stride)
+        .min(out_width);
+    (lo, hi)
+}
