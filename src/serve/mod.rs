@@ -55,6 +55,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/images/{id}/file", get(routes::images::get_file))
         .route("/v1/images/{id}/similar", get(routes::search::similar))
         .layer(middleware::from_fn_with_state(state.clone(), backpressure))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_oversized,
+        ))
         .layer(DefaultBodyLimit::max(max_body));
     Router::new()
         .merge(api)
@@ -72,6 +76,24 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// A declared Content-Length over the limit is refused before a byte of the body is read (the
+/// body limit still guards chunked uploads while they are read).
+async fn refuse_oversized(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(n) if n > state.0.limits.max_body_bytes => ApiError::TooLarge(format!(
+            "request body of {n} bytes is over the {}-byte limit",
+            state.0.limits.max_body_bytes
+        ))
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// A bounded number of requests in flight; beyond it, 429 at once rather than a growing queue.
