@@ -80,6 +80,33 @@ async fn demo_starts_from_nothing_and_restarts_reusing_everything() {
         ready["images"], 16,
         "the demo serves the gallery of real photos"
     );
+    // both heads are served and can be chosen per request
+    assert_eq!(ready["models"], json!(["zero-shot", "synth-hardest"]));
+    let client = reqwest::Client::new();
+    let trained: Value = client
+        .post(format!("{base}/v1/search/text"))
+        .json(&json!({"query": "a red circle", "k": 3, "model": "synth-hardest"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(trained["results"].as_array().unwrap().len(), 3);
+    assert!(
+        trained["model"]
+            .as_str()
+            .unwrap()
+            .starts_with("synth-hardest"),
+        "{trained}"
+    );
+    let unknown = client
+        .post(format!("{base}/v1/search/text"))
+        .json(&json!({"query": "a cat", "model": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 422);
     child.kill().unwrap();
     child.wait().unwrap();
 

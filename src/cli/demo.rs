@@ -64,12 +64,21 @@ pub async fn run(
     }
 
     step("serving");
-    let (server, service) = args.serve.configs(data_dir, models_dir, device)?;
+    let (server, mut service) = args.serve.configs(data_dir, models_dir, device)?;
+    // Both the zero-shot head (made for the real photos) and the demo heads, switchable on the page.
+    let trained = data_dir.join("heads/synth-hardest");
+    if service.heads.is_empty() && trained.join(crate::project::HEADS_CONFIG).exists() {
+        service.heads = vec!["zero-shot".into(), trained.display().to_string()];
+    }
     serve::run(server, service, move |s, addr| {
         println!(
             "xmodal is ready at http://{addr}/ ({} images, {}; start-up {:.1}s)",
-            s.images.len(),
-            s.model,
+            s.spaces[0].images.len(),
+            s.spaces
+                .iter()
+                .map(|sp| sp.model.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
             started.elapsed().as_secs_f64()
         );
     })

@@ -15,9 +15,10 @@ use crate::{
 pub struct ServeArgs {
     #[arg(long, env = "XMODAL_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// A trained heads directory, or `zero-shot` (the default when none is given).
-    #[arg(long, env = "XMODAL_HEADS")]
-    pub heads: Option<String>,
+    /// Heads to serve: trained heads directories and/or `zero-shot` (repeat the flag, or
+    /// separate with commas); requests choose one by name, the first is the default.
+    #[arg(long, env = "XMODAL_HEADS", value_delimiter = ',')]
+    pub heads: Vec<String>,
     #[command(flatten)]
     pub encoders: EncoderArgs,
     /// When set, writes need `Authorization: Bearer KEY`.
@@ -102,11 +103,11 @@ pub async fn run(
     let (server, service) = args.configs(data_dir, models_dir, device)?;
     serve::run(server, service, move |s, addr| {
         tracing::info!(
-            images = s.images.len(),
-            captions = s.captions.len(),
+            images = s.spaces[0].images.len(),
+            captions = s.spaces[0].captions.len(),
             "ready"
         );
-        println!("xmodal is ready at http://{addr}/ ({})", s.model);
+        println!("xmodal is ready at http://{addr}/ ({})", s.spaces[0].model);
     })
     .await
 }

@@ -25,6 +25,9 @@ pub struct TextSearchRequest {
     /// Drop results scoring below this (cosine, -1..1).
     #[serde(default)]
     pub min_score: Option<f64>,
+    /// Which heads to search with (see /ready's `models`); default: the first.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 fn default_k() -> i64 {
@@ -42,6 +45,8 @@ pub struct PageParams {
     pub offset: Option<i64>,
     /// Drop results scoring below this.
     pub min_score: Option<f64>,
+    /// Which heads to search with (see /ready's `models`); default: the first.
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

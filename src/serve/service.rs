@@ -34,28 +34,49 @@ pub struct ServiceConfig {
     pub models_dir: PathBuf,
     pub image_model: Option<PathBuf>,
     pub text_model: Option<PathBuf>,
-    /// A trained heads directory; `None` or "zero-shot" for the ConSE default.
-    pub heads: Option<String>,
+    /// Heads to serve, each with its own indexes: trained heads directories and/or `zero-shot`
+    /// (the ConSE default when empty). Requests pick one by name; the first is the default.
+    pub heads: Vec<String>,
     pub zero_shot_top: usize,
     pub index: IndexParams,
     pub batch: BatchConfig,
     pub device: Device,
 }
 
+/// One searchable space: a projector and the indexes of its embeddings.
+pub struct Space {
+    /// What clients pass as `model` to choose it: `zero-shot` or the heads' name.
+    pub name: String,
+    /// What `model` says in responses.
+    pub model: String,
+    pub projector: Projector,
+    pub images: VectorIndex,
+    pub captions: VectorIndex,
+    /// Identity of the vector space (projector + feature sets): indexes are valid only for it.
+    pub id: String,
+    index_dir: PathBuf,
+}
+
+impl Space {
+    /// Project one feature row into this space.
+    pub fn project_text(&self, features: Vec<f32>) -> candle_core::Result<Vec<f32>> {
+        project_row(features, |m| self.projector.texts(m))
+    }
+
+    pub fn project_image(&self, features: Vec<f32>) -> candle_core::Result<Vec<f32>> {
+        project_row(features, |m| self.projector.images(m))
+    }
+}
+
 pub struct Service {
     pub catalog: Catalog,
     pub engine: Engine,
     pub image_encoder: Arc<ImageEncoder>,
-    pub projector: Projector,
     pub image_spec: FeatureSpec,
     pub text_spec: FeatureSpec,
-    pub images: VectorIndex,
-    pub captions: VectorIndex,
+    /// At least one; the first is the default.
+    pub spaces: Vec<Space>,
     pub data_dir: PathBuf,
-    /// What `model` says in responses.
-    pub model: String,
-    /// Identity of the vector space (projector + feature sets): indexes are valid only for it.
-    pub space: String,
     pub uploads_dataset: i64,
     /// Writes are serialised: one upload or delete at a time keeps catalog and index in step.
     pub write_lock: tokio::sync::Mutex<()>,
@@ -88,44 +109,6 @@ impl Service {
         let image_spec = FeatureSpec::for_image(&image_dir, &image)?;
         let text_spec = FeatureSpec::for_text(&text_dir, &text)?;
 
-        let (projector, projector_id) = match config.heads.as_deref().filter(|h| *h != "zero-shot")
-        {
-            Some(dir) => {
-                let heads = TrainedHeads::load(Path::new(dir), &config.device)?;
-                heads.check_features(&image_spec, &text_spec)?;
-                anyhow::ensure!(heads.config.score == Score::Cosine, "heads trained with squared-L2 geometry (loss triplet) cannot be served by the cosine index; train with --loss hardest or infonce");
-                let weights = std::fs::read(Path::new(dir).join(HEADS_WEIGHTS))?;
-                let config_bytes = std::fs::read(Path::new(dir).join(HEADS_CONFIG))?;
-                let id = format!(
-                    "heads:{:x}",
-                    Sha256::new()
-                        .chain_update(weights)
-                        .chain_update(config_bytes)
-                        .finalize()
-                );
-                (Projector::Trained(Box::new(heads)), id)
-            }
-            None => {
-                log("building the zero-shot head (ImageNet class names through the text encoder)");
-                let classifier = image.classifier().cloned().ok_or_else(|| anyhow::anyhow!("the image model has no classifier; the zero-shot head needs one (or pass --heads)"))?;
-                (
-                    Projector::ZeroShot(Box::new(ConSE::new(
-                        classifier,
-                        &text,
-                        config.zero_shot_top,
-                    )?)),
-                    format!("conse:top{}", config.zero_shot_top),
-                )
-            }
-        };
-        let space = format!("{projector_id}|{}|{}", image_spec.id(), text_spec.id());
-        let model = format!(
-            "{} over {} + {}",
-            projector.name(),
-            image_spec.encoder,
-            text_spec.encoder
-        );
-
         fill_vectors(
             &catalog,
             &config.data_dir,
@@ -136,65 +119,136 @@ impl Service {
             log,
         )
         .await?;
-        let images = open_index(
-            &catalog,
-            &config.data_dir.join("index/images"),
-            &image_spec,
-            &space,
-            config.index,
-            log,
-            |m| projector.images(m),
-        )
-        .await?;
-        let captions = open_index(
-            &catalog,
-            &config.data_dir.join("index/captions"),
-            &text_spec,
-            &space,
-            config.index,
-            log,
-            |m| projector.texts(m),
-        )
-        .await?;
+        let heads: Vec<String> = if config.heads.is_empty() {
+            vec!["zero-shot".into()]
+        } else {
+            config.heads.clone()
+        };
+        let mut spaces: Vec<Space> = Vec::new();
+        for h in &heads {
+            let (name, projector, projector_id) = if h == "zero-shot" {
+                log("building the zero-shot head (ImageNet class names through the text encoder)");
+                let classifier = image.classifier().cloned().ok_or_else(|| anyhow::anyhow!("the image model has no classifier; the zero-shot head needs one (or pass --heads)"))?;
+                (
+                    "zero-shot".to_string(),
+                    Projector::ZeroShot(Box::new(ConSE::new(
+                        classifier,
+                        &text,
+                        config.zero_shot_top,
+                    )?)),
+                    format!("conse:top{}", config.zero_shot_top),
+                )
+            } else {
+                let dir = Path::new(h);
+                let heads = TrainedHeads::load(dir, &config.device)?;
+                heads.check_features(&image_spec, &text_spec)?;
+                anyhow::ensure!(heads.config.score == Score::Cosine, "heads trained with squared-L2 geometry (loss triplet) cannot be served by the cosine index; train with --loss hardest or infonce");
+                let weights = std::fs::read(dir.join(HEADS_WEIGHTS))?;
+                let config_bytes = std::fs::read(dir.join(HEADS_CONFIG))?;
+                let id = format!(
+                    "heads:{:x}",
+                    Sha256::new()
+                        .chain_update(weights)
+                        .chain_update(config_bytes)
+                        .finalize()
+                );
+                (
+                    heads.config.name.clone(),
+                    Projector::Trained(Box::new(heads)),
+                    id,
+                )
+            };
+            anyhow::ensure!(
+                spaces.iter().all(|s| s.name != name),
+                "two heads are both named {name:?}"
+            );
+            let id = format!("{projector_id}|{}|{}", image_spec.id(), text_spec.id());
+            let model = format!(
+                "{} over {} + {}",
+                projector.name(),
+                image_spec.encoder,
+                text_spec.encoder
+            );
+            // the first space keeps the plain layout; others get a directory of their own
+            let index_dir = if spaces.is_empty() {
+                config.data_dir.join("index")
+            } else {
+                config.data_dir.join("index").join(
+                    crate::data::ImageId::sanitized(&name)
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|_| "heads".into()),
+                )
+            };
+            let images = open_index(
+                &catalog,
+                &index_dir.join("images"),
+                &image_spec,
+                &id,
+                config.index,
+                log,
+                |m| projector.images(m),
+            )
+            .await?;
+            let captions = open_index(
+                &catalog,
+                &index_dir.join("captions"),
+                &text_spec,
+                &id,
+                config.index,
+                log,
+                |m| projector.texts(m),
+            )
+            .await?;
+            spaces.push(Space {
+                name,
+                model,
+                projector,
+                images,
+                captions,
+                id,
+                index_dir,
+            });
+        }
         catalog.register_feature_set(&image_spec.row()).await?;
         catalog.register_feature_set(&text_spec.row()).await?;
         let uploads_dataset = catalog.dataset(UPLOADS_DATASET, "upload", "http").await?;
         let engine = Engine::start(text, image.clone(), config.batch);
-        metrics::gauge!("xmodal_index_size", "side" => "images").set(images.len() as f64);
-        metrics::gauge!("xmodal_index_size", "side" => "captions").set(captions.len() as f64);
+        metrics::gauge!("xmodal_index_size", "side" => "images").set(spaces[0].images.len() as f64);
+        metrics::gauge!("xmodal_index_size", "side" => "captions")
+            .set(spaces[0].captions.len() as f64);
         Ok(Self {
             catalog,
             engine,
             image_encoder: image,
-            projector,
             image_spec,
             text_spec,
-            images,
-            captions,
+            spaces,
             data_dir: config.data_dir.clone(),
-            model,
-            space,
             uploads_dataset,
             write_lock: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// Persist both indexes (at shutdown; they are rebuilt or reconciled otherwise).
+    /// Persist every space's indexes (at shutdown; they are rebuilt or reconciled otherwise).
     pub fn save_indexes(&self) -> anyhow::Result<()> {
-        self.images
-            .save(&self.data_dir.join("index/images"), &self.space)?;
-        self.captions
-            .save(&self.data_dir.join("index/captions"), &self.space)?;
+        for s in &self.spaces {
+            s.images.save(&s.index_dir.join("images"), &s.id)?;
+            s.captions.save(&s.index_dir.join("captions"), &s.id)?;
+        }
         Ok(())
     }
 
-    /// Project one feature row into the shared space.
-    pub fn project_text(&self, features: Vec<f32>) -> candle_core::Result<Vec<f32>> {
-        project_row(features, |m| self.projector.texts(m))
-    }
-
-    pub fn project_image(&self, features: Vec<f32>) -> candle_core::Result<Vec<f32>> {
-        project_row(features, |m| self.projector.images(m))
+    /// The space a request names, or the default (first) one.
+    pub fn space(&self, name: Option<&str>) -> Result<&Space, super::error::ApiError> {
+        match name {
+            None => Ok(&self.spaces[0]),
+            Some(n) => self.spaces.iter().find(|s| s.name == n).ok_or_else(|| {
+                let names: Vec<&str> = self.spaces.iter().map(|s| s.name.as_str()).collect();
+                super::error::ApiError::Invalid(format!(
+                    "unknown model {n:?}; this server has {names:?}"
+                ))
+            }),
+        }
     }
 }
 

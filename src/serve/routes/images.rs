@@ -149,21 +149,24 @@ pub async fn upload(
         return Err(ApiError::Conflict(id.to_string()));
     }
     // 3. the indexes (derived; a crash here is repaired from the catalog at start-up)
-    service
-        .images
-        .upsert(id.as_str(), &service.project_image(image_features)?)
-        .map_err(ApiError::Internal)?;
-    for (i, f) in caption_features.into_iter().enumerate() {
-        service
-            .captions
-            .upsert(
-                &caption_id(id.as_str(), i as u32),
-                &service.project_text(f)?,
-            )
+    for space in &service.spaces {
+        space
+            .images
+            .upsert(id.as_str(), &space.project_image(image_features.clone())?)
             .map_err(ApiError::Internal)?;
+        for (i, f) in caption_features.iter().enumerate() {
+            space
+                .captions
+                .upsert(
+                    &caption_id(id.as_str(), i as u32),
+                    &space.project_text(f.clone())?,
+                )
+                .map_err(ApiError::Internal)?;
+        }
     }
-    metrics::gauge!("xmodal_index_size", "side" => "images").set(service.images.len() as f64);
-    metrics::gauge!("xmodal_index_size", "side" => "captions").set(service.captions.len() as f64);
+    let default = &service.spaces[0];
+    metrics::gauge!("xmodal_index_size", "side" => "images").set(default.images.len() as f64);
+    metrics::gauge!("xmodal_index_size", "side" => "captions").set(default.captions.len() as f64);
     Ok((
         StatusCode::CREATED,
         Json(Created {
@@ -321,9 +324,11 @@ pub async fn delete_image(
             id.as_str()
         )));
     }
-    service.images.remove(id.as_str());
-    for c in captions {
-        service.captions.remove(&caption_id(id.as_str(), c.ordinal));
+    for space in &service.spaces {
+        space.images.remove(id.as_str());
+        for c in &captions {
+            space.captions.remove(&caption_id(id.as_str(), c.ordinal));
+        }
     }
     // uploaded bytes nobody refers to any more
     if let Some(location) = record
@@ -334,6 +339,7 @@ pub async fn delete_image(
             let _ = tokio::fs::remove_file(&location).await;
         }
     }
-    metrics::gauge!("xmodal_index_size", "side" => "images").set(service.images.len() as f64);
+    metrics::gauge!("xmodal_index_size", "side" => "images")
+        .set(service.spaces[0].images.len() as f64);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -26,6 +26,8 @@ pub async fn health() -> Json<Status> {
 pub struct Readiness {
     pub status: &'static str,
     pub model: String,
+    /// Names of the heads this server can search with (`model` in requests); the first is the default.
+    pub models: Vec<String>,
     pub images: usize,
     pub captions: usize,
 }
@@ -36,9 +38,10 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Api
     let service = state.service()?;
     Ok(Json(Readiness {
         status: "ready",
-        model: service.model.clone(),
-        images: service.images.len(),
-        captions: service.captions.len(),
+        model: service.spaces[0].model.clone(),
+        models: service.spaces.iter().map(|s| s.name.clone()).collect(),
+        images: service.spaces[0].images.len(),
+        captions: service.spaces[0].captions.len(),
     }))
 }
 

@@ -75,17 +75,18 @@ pub async fn search_text(
         return Err(ApiError::Invalid("query must not be empty".into()));
     }
     let service = state.service()?;
+    let space = service.space(req.model.as_deref())?;
     let features = with_timeout(&state, async {
         Ok(service.engine.text.encode(text).await?)
     })
     .await?;
-    let q = service.project_text(features)?;
-    let hits = service.images.search(&q, query(page));
+    let q = space.project_text(features)?;
+    let hits = space.images.search(&q, query(page));
     let results = image_hits(&service, hits, page.offset).await?;
     Ok(Json(ImageResults {
         results,
         took_ms: started.elapsed().as_secs_f64() * 1e3,
-        model: service.model.clone(),
+        model: space.model.clone(),
     }))
 }
 
@@ -104,6 +105,7 @@ pub async fn search_image(
         .image
         .ok_or_else(|| ApiError::Invalid("missing the `image` field".into()))?;
     let service = state.service()?;
+    let space = service.space(params.model.as_deref())?;
     let encoder = service.image_encoder.clone();
     let prepared = tokio::task::spawn_blocking(move || encoder.prepare(&bytes))
         .await
@@ -112,8 +114,8 @@ pub async fn search_image(
         Ok(service.engine.image.encode(prepared).await?)
     })
     .await?;
-    let q = service.project_image(features)?;
-    let hits = service.captions.search(&q, query(page));
+    let q = space.project_image(features)?;
+    let hits = space.captions.search(&q, query(page));
     let mut results = Vec::with_capacity(hits.len());
     for (i, hit) in hits.into_iter().enumerate() {
         let (image_id, ordinal) = hit
@@ -144,7 +146,7 @@ pub async fn search_image(
     Ok(Json(CaptionResults {
         results,
         took_ms: started.elapsed().as_secs_f64() * 1e3,
-        model: service.model.clone(),
+        model: space.model.clone(),
     }))
 }
 
@@ -159,15 +161,16 @@ pub async fn similar(
     let started = Instant::now();
     let page = Page::new(params.k, params.offset, params.min_score)?;
     let service = state.service()?;
+    let space = service.space(params.model.as_deref())?;
     let id = super::images::parse_id(&id)?;
     let features = service
         .catalog
         .vector(&service.image_spec.id().0, id.as_str())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no image with id {:?}", id.as_str())))?;
-    let q = service.project_image(features)?;
+    let q = space.project_image(features)?;
     // one extra, since the image itself is its own nearest neighbour
-    let hits: Vec<_> = service
+    let hits: Vec<_> = space
         .images
         .search(
             &q,
@@ -185,6 +188,6 @@ pub async fn similar(
     Ok(Json(ImageResults {
         results,
         took_ms: started.elapsed().as_secs_f64() * 1e3,
-        model: service.model.clone(),
+        model: space.model.clone(),
     }))
 }
