@@ -76,12 +76,15 @@ impl<I: Send + 'static> Queue<I> {
     /// Encode one input; waits for its batch. Refuses at once when the queue is full.
     pub async fn encode(&self, input: I) -> Result<Vec<f32>, EngineError> {
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Job { input, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(EngineError::Overloaded(self.name)),
-            Err(TrySendError::Disconnected(_)) => return Err(EngineError::Stopped(self.name)),
-        }
+        // count the job before the worker can see it, so the worker's decrement never runs first
         let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Err(e) = self.tx.try_send(Job { input, reply }) {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            return Err(match e {
+                TrySendError::Full(_) => EngineError::Overloaded(self.name),
+                TrySendError::Disconnected(_) => EngineError::Stopped(self.name),
+            });
+        }
         metrics::gauge!("xmodal_queue_depth", "encoder" => self.name).set(depth as f64);
         match rx.await {
             Ok(Ok(v)) => Ok(v),
