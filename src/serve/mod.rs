@@ -155,8 +155,9 @@ pub async fn run(
         match Service::load(&service, &|m| tracing::info!("{m}")).await {
             Ok(s) => {
                 let s = Arc::new(s);
+                // ready first, then say so: whoever reads the message may call /ready at once
+                let _ = loader_state.0.service.set(s.clone());
                 on_ready(&s, addr);
-                let _ = loader_state.0.service.set(s);
             }
             Err(e) => {
                 // a service that can never become ready should not keep answering 503
