@@ -4,17 +4,32 @@ pub mod metrics;
 
 pub use metrics::{evaluate, DirectionMetrics, Metrics};
 
+use candle_core::Tensor;
+
 use crate::{
     features::paired::PairedSet,
-    project::{similarity, Projector},
+    project::{similarity, Projector, Score},
 };
 
 /// Metrics of `projector` on `set` (brute force, so no index approximation leaks in).
 pub fn evaluate_projector(projector: &Projector, set: &PairedSet) -> candle_core::Result<Metrics> {
-    let images = projector.images(&set.images)?;
-    let texts = projector.texts(&set.texts)?;
-    let scores: Vec<Vec<f32>> = similarity(&images, &texts, projector.score())?.to_vec2()?;
-    Ok(evaluate(&scores, &set.text_image))
+    evaluate_embeddings(
+        &projector.images(&set.images)?,
+        &projector.texts(&set.texts)?,
+        projector.score(),
+        &set.text_image,
+    )
+}
+
+/// Metrics of already-projected embeddings (`text_image[t]`: the image row text `t` describes).
+pub fn evaluate_embeddings(
+    images: &Tensor,
+    texts: &Tensor,
+    score: Score,
+    text_image: &[usize],
+) -> candle_core::Result<Metrics> {
+    let scores: Vec<Vec<f32>> = similarity(images, texts, score)?.to_vec2()?;
+    Ok(evaluate(&scores, text_image))
 }
 
 /// The markdown table `xmodal eval` prints.

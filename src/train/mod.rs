@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 pub use losses::{Direction, Loss};
 
 use crate::{
-    eval::{evaluate_projector, Metrics},
+    eval::{evaluate_embeddings, Metrics},
     features::{paired::PairedSet, FeatureSpec},
-    project::{mlp::spread, HeadsConfig, Mlp, MlpConfig, Projector, Score, TrainedHeads},
+    project::{mlp::spread, HeadsConfig, Mlp, MlpConfig, Score, TrainedHeads},
     rng::Rng,
 };
 
@@ -230,31 +230,13 @@ pub fn train(
             opt.step(&grads)?;
             on_step(step + 1, steps);
         }
-        // score this epoch on the validation split
-        let heads = TrainedHeads {
-            config: heads_config(
-                cfg,
-                name,
-                &img_cfg,
-                &txt_cfg,
-                specs,
-                serde_json::Value::Null,
-            ),
-            image,
-            text,
-        };
-        let projector = Projector::Trained(Box::new(heads));
-        let metrics = evaluate_projector(&projector, val)?;
-        let (e_img, e_txt) = (projector.images(&val.images)?, projector.texts(&val.texts)?);
-        let Projector::Trained(heads) = projector else {
-            unreachable!()
-        };
-        let TrainedHeads {
-            image: img_back,
-            text: txt_back,
-            ..
-        } = *heads;
-        (image, text) = (img_back, txt_back);
+        // score this epoch on the validation split: project once, for metrics and collapse alike
+        let (e_img, e_txt) = (
+            image.forward(&val.images, None)?,
+            text.forward(&val.texts, None)?,
+        );
+        let score = score_of(cfg);
+        let metrics = evaluate_embeddings(&e_img, &e_txt, score, &val.text_image)?;
         let (cos_i, var_i) = spread(&e_img)?;
         let (cos_t, var_t) = spread(&e_txt)?;
         let collapsed = cos_i > COLLAPSE_COSINE && cos_t > COLLAPSE_COSINE;
@@ -341,16 +323,21 @@ fn heads_config(
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default(),
-        score: if cfg.normalized() {
-            Score::Cosine
-        } else {
-            Score::NegSquaredL2
-        },
+        score: score_of(cfg),
         image: img.clone(),
         text: txt.clone(),
         image_features: specs.0.clone(),
         text_features: specs.1.clone(),
         training,
+    }
+}
+
+/// The geometry heads trained with `cfg` are scored in.
+fn score_of(cfg: &TrainConfig) -> Score {
+    if cfg.normalized() {
+        Score::Cosine
+    } else {
+        Score::NegSquaredL2
     }
 }
 
