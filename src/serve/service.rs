@@ -281,12 +281,8 @@ async fn fill_vectors(
         (text_spec, caption_items(&captions), false),
     ] {
         let set = spec.id().0;
-        let have: std::collections::HashSet<String> = catalog
-            .vectors(&set)
-            .await?
-            .into_iter()
-            .map(|v| v.item)
-            .collect();
+        let have: std::collections::HashSet<String> =
+            catalog.vector_items(&set).await?.into_iter().collect();
         let missing: Vec<_> = items
             .into_iter()
             .filter(|(k, _)| !have.contains(&k.key))

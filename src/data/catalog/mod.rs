@@ -352,6 +352,23 @@ fn to_blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// Store (or replace) vectors inside the caller's transaction.
+async fn write_vectors(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    vectors: &[StoredVector],
+) -> Result<(), CatalogError> {
+    for v in vectors {
+        sqlx::query("INSERT OR REPLACE INTO vectors (feature_set, item, image_id, vector) VALUES (?, ?, ?, ?)")
+            .bind(&v.feature_set)
+            .bind(&v.item)
+            .bind(v.image_id.as_str())
+            .bind(to_blob(&v.vector))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 fn from_blob(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -393,15 +410,7 @@ impl Catalog {
                 .execute(&mut *tx)
                 .await?;
         }
-        for v in vectors {
-            sqlx::query("INSERT OR REPLACE INTO vectors (feature_set, item, image_id, vector) VALUES (?, ?, ?, ?)")
-                .bind(&v.feature_set)
-                .bind(&v.item)
-                .bind(v.image_id.as_str())
-                .bind(to_blob(&v.vector))
-                .execute(&mut *tx)
-                .await?;
-        }
+        write_vectors(&mut tx, vectors).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -409,15 +418,7 @@ impl Catalog {
     /// Store vectors for existing items (bulk, one transaction).
     pub async fn put_vectors(&self, vectors: &[StoredVector]) -> Result<(), CatalogError> {
         let mut tx = self.pool.begin().await?;
-        for v in vectors {
-            sqlx::query("INSERT OR REPLACE INTO vectors (feature_set, item, image_id, vector) VALUES (?, ?, ?, ?)")
-                .bind(&v.feature_set)
-                .bind(&v.item)
-                .bind(v.image_id.as_str())
-                .bind(to_blob(&v.vector))
-                .execute(&mut *tx)
-                .await?;
-        }
+        write_vectors(&mut tx, vectors).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -436,6 +437,16 @@ impl Catalog {
                 })
             })
             .collect()
+    }
+
+    /// The items of a feature set that have a stored vector (keys only: no blobs read).
+    pub async fn vector_items(&self, feature_set: &str) -> Result<Vec<String>, CatalogError> {
+        Ok(
+            sqlx::query_scalar("SELECT item FROM vectors WHERE feature_set = ?")
+                .bind(feature_set)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// The vector of one item, if stored.
