@@ -128,15 +128,16 @@ async fn train_demo_heads(
         image_model: args.serve.encoders.image_model.clone(),
         text_model: args.serve.encoders.text_model.clone(),
         pooling: None,
+        image_features: None,
     }
-    .load(models_dir, &dev)?;
+    .load(models_dir, &train_dir, &dev)?;
     let root = train_dir.join("features");
     let all = ImageFilter::default();
     let options = ExtractOptions::default();
     for (what, encoder, items) in [
         (
             "images",
-            Encoder::Image(&enc.image),
+            Encoder::Image(enc.image_encoder()?),
             image_items(&catalog.images(&all).await?),
         ),
         (

@@ -43,9 +43,9 @@ pub async fn run(
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
     let device = device.open()?;
-    let enc = args.encoders.load(models_dir, &device)?;
+    let enc = args.encoders.load(models_dir, data_dir, &device)?;
     let projector = if args.heads == "zero-shot" {
-        let classifier = enc.image.classifier().cloned().ok_or_else(|| {
+        let classifier = enc.image_encoder()?.classifier().cloned().ok_or_else(|| {
             anyhow::anyhow!(
                 "the image model has no ImageNet classifier, which the zero-shot head needs"
             )

@@ -6,6 +6,7 @@ mod embed;
 mod encoders;
 mod eval;
 mod extract;
+mod import;
 mod ingest;
 mod models;
 mod progress;
@@ -67,6 +68,9 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Generate the compositional scene benchmark (deterministic by --seed).
     Synth(synth::SynthArgs),
+    /// Import precomputed image features (Karpathy's vgg_feats.mat, VSE++/SCAN _precomp folders).
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Compute and cache encoder features for the catalog (resumable, with progress).
     Extract(extract::ExtractArgs),
     /// Train projection heads on cached features.
@@ -89,6 +93,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             ingest::run(args, &catalog).await
         }),
         Command::Synth(args) => synth::run(args),
+        Command::Import(cmd) => block_on(async {
+            let catalog = open_catalog(&cli.data_dir).await?;
+            import::run(cmd, &catalog, &cli.data_dir).await
+        }),
         Command::Extract(args) => block_on(async {
             let catalog = open_catalog(&cli.data_dir).await?;
             extract::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await

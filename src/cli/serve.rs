@@ -79,6 +79,7 @@ impl ServeArgs {
             data_dir: data_dir.to_path_buf(),
             models_dir: models_dir.to_path_buf(),
             image_model: self.encoders.image_model.clone(),
+            image_features: self.encoders.image_features.clone(),
             text_model: self.encoders.text_model.clone(),
             heads: self.heads.clone(),
             zero_shot_top: self.zero_shot_top,

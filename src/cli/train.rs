@@ -79,7 +79,7 @@ pub async fn run(
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
     let device = device.open()?;
-    let enc = args.encoders.load(models_dir, &device)?;
+    let enc = args.encoders.load(models_dir, data_dir, &device)?;
     let root = data_dir.join("features");
     let (image_set, text_set) = (enc.image_spec.id(), enc.text_spec.id());
     let split = |s| ImageFilter {

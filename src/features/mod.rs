@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod extract;
+pub mod import;
 pub mod paired;
 
 use std::path::Path;

@@ -149,14 +149,16 @@ fn worker<I>(
 pub struct Engine {
     pub text: Queue<String>,
     /// Inputs are preprocessed images `[3, crop, crop]` (decoding happens in the request).
-    pub image: Queue<Tensor>,
-    pub text_dims: usize,
-    pub image_dims: usize,
+    /// `None` when image features were imported and no image encoder is loaded.
+    pub image: Option<Queue<Tensor>>,
 }
 
 impl Engine {
-    pub fn start(text: Arc<TextEncoder>, image: Arc<ImageEncoder>, config: BatchConfig) -> Self {
-        let (text_dims, image_dims) = (text.dims(), image.dims());
+    pub fn start(
+        text: Arc<TextEncoder>,
+        image: Option<Arc<ImageEncoder>>,
+        config: BatchConfig,
+    ) -> Self {
         let t = text.clone();
         let text_queue = Queue::start("text", config, move |texts: Vec<String>| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -164,17 +166,16 @@ impl Engine {
                 .and_then(|m| Ok(m.to_device(&Device::Cpu)?.to_vec2::<f32>()?))
                 .map_err(|e| e.to_string())
         });
-        let i = image.clone();
-        let image_queue = Queue::start("image", config, move |images: Vec<Tensor>| {
-            i.encode_prepared(&images)
-                .and_then(|m| Ok(m.to_device(&Device::Cpu)?.to_vec2::<f32>()?))
-                .map_err(|e| e.to_string())
+        let image_queue = image.map(|i| {
+            Queue::start("image", config, move |images: Vec<Tensor>| {
+                i.encode_prepared(&images)
+                    .and_then(|m| Ok(m.to_device(&Device::Cpu)?.to_vec2::<f32>()?))
+                    .map_err(|e| e.to_string())
+            })
         });
         Self {
             text: text_queue,
             image: image_queue,
-            text_dims,
-            image_dims,
         }
     }
 }

@@ -29,6 +29,8 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     UnsupportedMedia(String),
+    #[error("this server serves imported image features and has no image encoder: image queries and uploads are unavailable (search by caption, or by an indexed image's id)")]
+    NoImageEncoder,
     #[error("missing or wrong API key")]
     Unauthorized,
     #[error("the service is at capacity; retry shortly")]
@@ -64,6 +66,8 @@ impl ApiError {
             Self::UnsupportedMedia(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            // the request is fine; this deployment cannot compute image features
+            Self::NoImageEncoder => (StatusCode::UNPROCESSABLE_ENTITY, "no_image_encoder"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),

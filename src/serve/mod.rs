@@ -54,6 +54,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/images/{id}/file", get(routes::images::get_file))
         .route("/v1/images/{id}/similar", get(routes::search::similar))
+        .route(
+            "/v1/images/{id}/captions",
+            get(routes::search::captions_for_image),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), backpressure))
         .layer(middleware::from_fn_with_state(
             state.clone(),

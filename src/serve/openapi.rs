@@ -14,6 +14,7 @@ use super::{api, error, routes};
         routes::search::search_text,
         routes::search::search_image,
         routes::search::similar,
+        routes::search::captions_for_image,
         routes::images::upload,
         routes::images::get_image,
         routes::images::get_file,

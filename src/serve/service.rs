@@ -34,6 +34,8 @@ pub struct ServiceConfig {
     pub models_dir: PathBuf,
     pub image_model: Option<PathBuf>,
     pub text_model: Option<PathBuf>,
+    /// Imported image features (`xmodal import`) to serve instead of an image encoder's.
+    pub image_features: Option<String>,
     /// Heads to serve, each with its own indexes: trained heads directories and/or `zero-shot`
     /// (the ConSE default when empty). Requests pick one by name; the first is the default.
     pub heads: Vec<String>,
@@ -71,7 +73,8 @@ impl Space {
 pub struct Service {
     pub catalog: Catalog,
     pub engine: Engine,
-    pub image_encoder: Arc<ImageEncoder>,
+    /// `None` when serving imported image features: image queries and uploads are refused.
+    pub image_encoder: Option<Arc<ImageEncoder>>,
     pub image_spec: FeatureSpec,
     pub text_spec: FeatureSpec,
     /// At least one; the first is the default.
@@ -95,18 +98,32 @@ impl Service {
             .text_model
             .clone()
             .unwrap_or_else(|| config.models_dir.join("minilm-l6"));
-        log(&format!(
-            "loading encoders {} and {}",
-            image_dir.display(),
-            text_dir.display()
-        ));
-        let image = Arc::new(ImageEncoder::load(&image_dir, &config.device)?);
+        let (image, image_spec) = match &config.image_features {
+            Some(name) => {
+                let spec = crate::features::import::find_imported(
+                    &config.data_dir.join("features"),
+                    name,
+                )?;
+                log(&format!(
+                    "serving imported image features {} ({}); no image encoder",
+                    spec.id(),
+                    spec.encoder
+                ));
+                (None, spec)
+            }
+            None => {
+                log(&format!("loading image encoder {}", image_dir.display()));
+                let image = Arc::new(ImageEncoder::load(&image_dir, &config.device)?);
+                let spec = FeatureSpec::for_image(&image_dir, &image)?;
+                (Some(image), spec)
+            }
+        };
+        log(&format!("loading text encoder {}", text_dir.display()));
         let text = Arc::new(TextEncoder::load(
             &text_dir,
             &TextOptions::default(),
             &config.device,
         )?);
-        let image_spec = FeatureSpec::for_image(&image_dir, &image)?;
         let text_spec = FeatureSpec::for_text(&text_dir, &text)?;
 
         fill_vectors(
@@ -114,7 +131,7 @@ impl Service {
             &config.data_dir,
             &image_spec,
             &text_spec,
-            &image,
+            image.as_deref(),
             &text,
             log,
         )
@@ -128,7 +145,7 @@ impl Service {
         for h in &heads {
             let (name, projector, projector_id) = if h == "zero-shot" {
                 log("building the zero-shot head (ImageNet class names through the text encoder)");
-                let classifier = image.classifier().cloned().ok_or_else(|| anyhow::anyhow!("the image model has no classifier; the zero-shot head needs one (or pass --heads)"))?;
+                let classifier = image.as_ref().and_then(|i| i.classifier().cloned()).ok_or_else(|| anyhow::anyhow!("the image model has no classifier; the zero-shot head needs one (or pass --heads)"))?;
                 (
                     "zero-shot".to_string(),
                     Projector::ZeroShot(Box::new(ConSE::new(
@@ -238,6 +255,16 @@ impl Service {
         Ok(())
     }
 
+    /// The image encoder and its queue, or the error for deployments without one.
+    pub fn image_side(
+        &self,
+    ) -> Result<(&Arc<ImageEncoder>, &super::engine::Queue<Tensor>), super::error::ApiError> {
+        match (&self.image_encoder, &self.engine.image) {
+            (Some(e), Some(q)) => Ok((e, q)),
+            _ => Err(super::error::ApiError::NoImageEncoder),
+        }
+    }
+
     /// The space a request names, or the default (first) one.
     pub fn space(&self, name: Option<&str>) -> Result<&Space, super::error::ApiError> {
         match name {
@@ -269,7 +296,7 @@ async fn fill_vectors(
     data_dir: &Path,
     image_spec: &FeatureSpec,
     text_spec: &FeatureSpec,
-    image: &ImageEncoder,
+    image: Option<&ImageEncoder>,
     text: &TextEncoder,
     log: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<()> {
@@ -319,13 +346,22 @@ async fn fill_vectors(
                 vector,
             });
         }
+        let encoder = match (is_image, image) {
+            (false, _) => Encoder::Text(text),
+            (true, Some(image)) => Encoder::Image(image),
+            (true, None) => {
+                if !to_encode.is_empty() {
+                    log(&format!(
+                        "images: {} have no imported features and no encoder can compute them; they are not searchable",
+                        to_encode.len()
+                    ));
+                }
+                to_encode.clear();
+                Encoder::Text(text) // unused: nothing left to encode
+            }
+        };
         for chunk in to_encode.chunks(64) {
             let payloads: Vec<&Payload> = chunk.iter().map(|(_, p)| p).collect();
-            let encoder = if is_image {
-                Encoder::Image(image)
-            } else {
-                Encoder::Text(text)
-            };
             let results = encoder.encode_batch(&payloads)?;
             for ((key, _), r) in chunk.iter().zip(results) {
                 match r {

@@ -1,6 +1,7 @@
 //! The catalog: SQLite (WAL, foreign keys on) with versioned migrations applied at start-up.
 //! It is the source of truth; indexes and feature caches are derived from it.
 
+mod import;
 mod migrations;
 
 use std::{collections::BTreeMap, path::Path, str::FromStr, time::Duration};
@@ -10,6 +11,7 @@ use sqlx::{
     Row, SqlitePool,
 };
 
+pub use import::ImportOutcome;
 pub use migrations::SCHEMA_VERSION;
 
 use super::{ImageId, Split};

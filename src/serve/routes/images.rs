@@ -86,7 +86,8 @@ pub async fn upload(
         None => ImageId::new(format!("img-{}", &sha[..16])).expect("hex id is valid"),
     };
     // decode (validates; sniffs the real format), preprocess, then encode image and captions
-    let encoder = service.image_encoder.clone();
+    let (encoder, image_queue) = service.image_side()?;
+    let encoder = encoder.clone();
     let decode_bytes = bytes.clone();
     let (prepared, (width, height), ext) =
         tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
@@ -104,7 +105,7 @@ pub async fn upload(
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let image_features = service.engine.image.encode(prepared).await?;
+    let image_features = image_queue.encode(prepared).await?;
     let mut caption_features = Vec::with_capacity(captions.len());
     for c in &captions {
         caption_features.push(service.engine.text.encode(c.clone()).await?);

@@ -106,16 +106,59 @@ pub async fn search_image(
         .ok_or_else(|| ApiError::Invalid("missing the `image` field".into()))?;
     let service = state.service()?;
     let space = service.space(params.model.as_deref())?;
-    let encoder = service.image_encoder.clone();
+    let (encoder, image_queue) = service.image_side()?;
+    let encoder = encoder.clone();
     let prepared = tokio::task::spawn_blocking(move || encoder.prepare(&bytes))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let features = with_timeout(&state, async {
-        Ok(service.engine.image.encode(prepared).await?)
-    })
-    .await?;
+    let features = with_timeout(&state, async { Ok(image_queue.encode(prepared).await?) }).await?;
     let q = space.project_image(features)?;
     let hits = space.captions.search(&q, query(page));
+    Ok(Json(CaptionResults {
+        results: caption_hits(&service, hits, page.offset).await?,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+        model: space.model.clone(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/images/{id}/captions", tag = "search", params(("id" = String, Path, description = "image id"), PageParams),
+    responses((status = 200, body = CaptionResults), (status = 404, body = super::super::error::ErrorBody), (status = 422, body = super::super::error::ErrorBody)))]
+/// Image → ranked captions for an image already in the collection (its stored features; no
+/// upload, and works where image features were imported without an encoder).
+pub async fn captions_for_image(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<CaptionResults>, ApiError> {
+    let started = Instant::now();
+    let page = Page::new(params.k, params.offset, params.min_score)?;
+    let service = state.service()?;
+    let space = service.space(params.model.as_deref())?;
+    let id = super::images::parse_id(&id)?;
+    let features = stored_image_features(&service, &id).await?;
+    let q = space.project_image(features)?;
+    let hits = space.captions.search(&q, query(page));
+    Ok(Json(CaptionResults {
+        results: caption_hits(&service, hits, page.offset).await?,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+        model: space.model.clone(),
+    }))
+}
+
+async fn stored_image_features(service: &Service, id: &ImageId) -> Result<Vec<f32>, ApiError> {
+    service
+        .catalog
+        .vector(&service.image_spec.id().0, id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no image with id {:?}", id.as_str())))
+}
+
+/// Caption hits with their texts, ranked from `offset + 1`.
+async fn caption_hits(
+    service: &Service,
+    hits: Vec<crate::index::Hit>,
+    offset: usize,
+) -> Result<Vec<CaptionHit>, ApiError> {
     let mut results = Vec::with_capacity(hits.len());
     for (i, hit) in hits.into_iter().enumerate() {
         let (image_id, ordinal) = hit
@@ -136,18 +179,14 @@ pub async fn search_image(
             .map(|c| c.text)
             .unwrap_or_default();
         results.push(CaptionHit {
-            rank: page.offset + i + 1,
+            rank: offset + i + 1,
             caption_id: hit.key.clone(),
             image_id: image_id.to_string(),
             text,
             score: hit.score,
         });
     }
-    Ok(Json(CaptionResults {
-        results,
-        took_ms: started.elapsed().as_secs_f64() * 1e3,
-        model: space.model.clone(),
-    }))
+    Ok(results)
 }
 
 #[utoipa::path(get, path = "/v1/images/{id}/similar", tag = "search", params(("id" = String, Path, description = "image id"), PageParams),
@@ -163,11 +202,7 @@ pub async fn similar(
     let service = state.service()?;
     let space = service.space(params.model.as_deref())?;
     let id = super::images::parse_id(&id)?;
-    let features = service
-        .catalog
-        .vector(&service.image_spec.id().0, id.as_str())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no image with id {:?}", id.as_str())))?;
+    let features = stored_image_features(&service, &id).await?;
     let q = space.project_image(features)?;
     // one extra, since the image itself is its own nearest neighbour
     let hits: Vec<_> = space

@@ -1,0 +1,96 @@
+//! Imported datasets (precomputed features without image files) enter the catalog in a single
+//! transaction: either every image, caption and the feature set's record land, or none do.
+
+use sqlx::Row;
+
+use super::{Catalog, CatalogError, FeatureSetRow, NewImage};
+use crate::data::Split;
+
+/// What an import did to the catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub inserted: usize,
+    /// Images the dataset already had (e.g. Flickr30k ingested with its files): their rows, files
+    /// and captions are kept; the imported features attach to them by id.
+    pub existing: usize,
+    /// Ids held by another dataset: when any exist, nothing was written.
+    pub conflicts: Vec<String>,
+}
+
+impl Catalog {
+    pub async fn import_images(
+        &self,
+        dataset: (&str, &str, &str),
+        images: &[NewImage],
+        feature_set: &FeatureSetRow,
+    ) -> Result<ImportOutcome, CatalogError> {
+        let (name, format, source) = dataset;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO datasets (name, format, source) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING")
+            .bind(name)
+            .bind(format)
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+        let dataset_id: i64 = sqlx::query_scalar("SELECT id FROM datasets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut outcome = ImportOutcome::default();
+        for img in images {
+            let owner: Option<i64> = sqlx::query("SELECT dataset_id FROM images WHERE id = ?")
+                .bind(img.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.get(0));
+            match owner {
+                Some(d) if d == dataset_id => {
+                    outcome.existing += 1;
+                    continue;
+                }
+                Some(_) => {
+                    outcome.conflicts.push(img.id.to_string());
+                    continue;
+                }
+                None => {}
+            }
+            sqlx::query(
+                "INSERT INTO images (id, dataset_id, location, split) VALUES (?, ?, NULL, ?)",
+            )
+            .bind(img.id.as_str())
+            .bind(dataset_id)
+            .bind(img.split.map(Split::as_str))
+            .execute(&mut *tx)
+            .await?;
+            for (ordinal, text) in img.captions.iter().enumerate() {
+                sqlx::query("INSERT INTO captions (image_id, ordinal, text) VALUES (?, ?, ?)")
+                    .bind(img.id.as_str())
+                    .bind(ordinal as i64)
+                    .bind(text)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            outcome.inserted += 1;
+        }
+        if !outcome.conflicts.is_empty() {
+            tx.rollback().await?;
+            outcome.inserted = 0;
+            outcome.existing = 0;
+            return Ok(outcome);
+        }
+        sqlx::query(
+            "INSERT INTO feature_sets (id, encoder, modality, manifest_sha256, dims, options) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO NOTHING",
+        )
+        .bind(&feature_set.id)
+        .bind(&feature_set.encoder)
+        .bind(&feature_set.modality)
+        .bind(&feature_set.manifest_sha256)
+        .bind(feature_set.dims as i64)
+        .bind(&feature_set.options)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
