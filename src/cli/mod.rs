@@ -1,6 +1,7 @@
 //! The command line: one clap struct, every flag also read from an `XMODAL_*` variable.
 //! Each subcommand's work lives in its own file and calls into the library modules.
 
+mod config;
 mod demo;
 mod embed;
 mod encoders;
@@ -17,7 +18,7 @@ mod train;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::device::DeviceSpec;
 
@@ -50,8 +51,21 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
 
+    /// A TOML file of flag values (keys are flag names; flags and XMODAL_* variables win).
+    #[arg(long, global = true, env = "XMODAL_CONFIG")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parse the command line after filling unset `XMODAL_*` variables from `--config FILE`.
+    pub fn parse_with_config() -> anyhow::Result<Self> {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        config::apply(&Self::command(), &args)?;
+        Ok(Self::parse_from(args))
+    }
 }
 
 #[derive(Debug, Subcommand)]

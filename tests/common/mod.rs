@@ -91,6 +91,15 @@ pub struct Server {
 impl Server {
     /// Start and wait until it prints that it is ready (no sleeping: we read its stdout).
     pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> Server {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables.
+    pub fn start_with_env(
+        data_dir: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         use std::io::BufRead;
         let models = kit_model("minilm-l6").parent().unwrap().to_path_buf();
         let mut args: Vec<String> = vec![
@@ -106,6 +115,7 @@ impl Server {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
             .args(&args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
