@@ -1,6 +1,8 @@
 //! Helpers shared by integration tests.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::path::PathBuf;
 
 pub fn repo() -> PathBuf {

@@ -26,19 +26,19 @@ impl Catalog {
     ) -> Result<ImportOutcome, CatalogError> {
         let (name, format, source) = dataset;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO datasets (name, format, source) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING")
+        sqlx::query("INSERT INTO datasets (name, format, source) VALUES ($1, $2, $3) ON CONFLICT(name) DO NOTHING")
             .bind(name)
             .bind(format)
             .bind(source)
             .execute(&mut *tx)
             .await?;
-        let dataset_id: i64 = sqlx::query_scalar("SELECT id FROM datasets WHERE name = ?")
+        let dataset_id: i64 = sqlx::query_scalar("SELECT id FROM datasets WHERE name = $1")
             .bind(name)
             .fetch_one(&mut *tx)
             .await?;
         let mut outcome = ImportOutcome::default();
         for img in images {
-            let owner: Option<i64> = sqlx::query("SELECT dataset_id FROM images WHERE id = ?")
+            let owner: Option<i64> = sqlx::query("SELECT dataset_id FROM images WHERE id = $1")
                 .bind(img.id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?
@@ -55,7 +55,7 @@ impl Catalog {
                 None => {}
             }
             sqlx::query(
-                "INSERT INTO images (id, dataset_id, location, split) VALUES (?, ?, NULL, ?)",
+                "INSERT INTO images (id, dataset_id, location, split) VALUES ($1, $2, NULL, $3)",
             )
             .bind(img.id.as_str())
             .bind(dataset_id)
@@ -63,7 +63,7 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
             for (ordinal, text) in img.captions.iter().enumerate() {
-                sqlx::query("INSERT INTO captions (image_id, ordinal, text) VALUES (?, ?, ?)")
+                sqlx::query("INSERT INTO captions (image_id, ordinal, text) VALUES ($1, $2, $3)")
                     .bind(img.id.as_str())
                     .bind(ordinal as i64)
                     .bind(text)
@@ -79,7 +79,7 @@ impl Catalog {
             return Ok(outcome);
         }
         sqlx::query(
-            "INSERT INTO feature_sets (id, encoder, modality, manifest_sha256, dims, options) VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO feature_sets (id, encoder, modality, manifest_sha256, dims, options) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT(id) DO NOTHING",
         )
         .bind(&feature_set.id)

@@ -22,18 +22,37 @@ const SQLITE: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = SQLITE[SQLITE.len() - 1].0;
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "catalog",
+        include_str!("../../../migrations/postgres/0001_catalog.sql"),
+    ),
+    (
+        2,
+        "vectors",
+        include_str!("../../../migrations/postgres/0002_vectors.sql"),
+    ),
+];
 
+/// The newest schema version this binary knows (the same on both backends).
+pub const SCHEMA_VERSION: i64 = SQLITE[SQLITE.len() - 1].0;
+const _: () = assert!(POSTGRES[POSTGRES.len() - 1].0 == SCHEMA_VERSION);
+
+/// The migrations of one backend.
 #[derive(Debug)]
-pub struct Embedded;
+pub struct Embedded(pub super::Backend);
 
 impl<'s> MigrationSource<'s> for Embedded {
     fn resolve(
         self,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
         Box::pin(async move {
-            Ok(SQLITE
+            let list = match self.0 {
+                super::Backend::Sqlite => SQLITE,
+                super::Backend::Postgres => POSTGRES,
+            };
+            Ok(list
                 .iter()
                 .map(|&(version, name, sql)| {
                     Migration::new(

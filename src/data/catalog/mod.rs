@@ -1,15 +1,17 @@
-//! The catalog: SQLite (WAL, foreign keys on) with versioned migrations applied at start-up.
-//! It is the source of truth; indexes and feature caches are derived from it.
+//! The catalog: SQLite (WAL, synchronous FULL, foreign keys on) by default, or Postgres for
+//! deployments with several replicas; versioned migrations per backend applied at start-up. It is
+//! the source of truth; indexes and feature caches are derived from it.
+//!
+//! One set of queries serves both backends through sqlx's `Any` driver: placeholders are `$N`
+//! (numbered in order of first use, which SQLite reads as positional too), nullable parameters
+//! are cast, and upserts use `ON CONFLICT`, which both speak.
 
 mod import;
 mod migrations;
 
-use std::{collections::BTreeMap, path::Path, str::FromStr, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use sqlx::{
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    Row, SqlitePool,
-};
+use sqlx::{any::AnyPoolOptions, AnyPool, Executor, Row};
 
 pub use import::ImportOutcome;
 pub use migrations::SCHEMA_VERSION;
@@ -76,31 +78,118 @@ pub struct ImageFilter {
     pub split: Option<Split>,
 }
 
+/// Which database holds the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to reach Postgres: pool size and timeouts (SQLite needs none of this).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    pub max_connections: u32,
+    /// Waiting for a free connection (or a new one) longer than this is an error, not a hang.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Catalog {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Catalog {
-    /// Open (creating if needed) the catalog at `path` and bring its schema up to date.
+    /// Open (creating if needed) the SQLite catalog at `path` and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Self, CatalogError> {
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed transaction survives power loss, not just a process crash.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL: readers never wait for the writer. FULL: a committed transaction
+                    // survives power loss, not just a process crash.
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 10000",
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await?;
-        let catalog = Self { pool };
+        let catalog = Self {
+            pool,
+            backend: Backend::Sqlite,
+        };
         catalog.migrate().await?;
         Ok(catalog)
+    }
+
+    /// Connect to a Postgres catalog (`postgres://…`), retrying while the database is still
+    /// starting, and bring its schema up to date. Several replicas may do this at once: sqlx
+    /// serialises migrations with an advisory lock.
+    pub async fn connect_postgres(url: &str, config: PoolConfig) -> Result<Self, CatalogError> {
+        sqlx::any::install_default_drivers();
+        let mut attempt = 0;
+        let pool = loop {
+            let result = AnyPoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(config.acquire_timeout)
+                .connect(url)
+                .await;
+            match result {
+                Ok(pool) => break pool,
+                Err(e) if attempt < 10 && is_transient(&e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "database not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let catalog = Self {
+            pool,
+            backend: Backend::Postgres,
+        };
+        catalog.migrate().await?;
+        Ok(catalog)
+    }
+
+    /// SQLite at a path, or Postgres for a `postgres://` / `postgresql://` URL.
+    pub async fn open_location(location: &str, config: PoolConfig) -> Result<Self, CatalogError> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Self::connect_postgres(location, config).await
+        } else {
+            Self::open(Path::new(location.trim_start_matches("sqlite://"))).await
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers (for readiness).
+    pub async fn ping(&self) -> Result<(), CatalogError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<(), CatalogError> {
@@ -115,14 +204,14 @@ impl Catalog {
                 supported: SCHEMA_VERSION,
             });
         }
-        sqlx::migrate::Migrator::new(migrations::Embedded)
+        sqlx::migrate::Migrator::new(migrations::Embedded(self.backend))
             .await?
             .run(&self.pool)
             .await?;
         Ok(())
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -141,16 +230,18 @@ impl Catalog {
         format: &str,
         source: &str,
     ) -> Result<i64, CatalogError> {
-        sqlx::query("INSERT INTO datasets (name, format, source) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET source = excluded.source")
+        sqlx::query("INSERT INTO datasets (name, format, source) VALUES ($1, $2, $3) ON CONFLICT(name) DO UPDATE SET source = excluded.source")
             .bind(name)
             .bind(format)
             .bind(source)
             .execute(&self.pool)
             .await?;
-        Ok(sqlx::query_scalar("SELECT id FROM datasets WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT id FROM datasets WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Insert or update images with their captions, all in one transaction (durable on return).
@@ -163,15 +254,16 @@ impl Catalog {
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(images.len());
         for img in images {
-            let existing = sqlx::query("SELECT dataset_id, location, width, height, sha256, split FROM images WHERE id = ?")
+            let existing = sqlx::query("SELECT dataset_id, location, width, height, sha256, split FROM images WHERE id = $1")
                 .bind(img.id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
-            let old_captions: Vec<String> =
-                sqlx::query_scalar("SELECT text FROM captions WHERE image_id = ? ORDER BY ordinal")
-                    .bind(img.id.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let old_captions: Vec<String> = sqlx::query_scalar(
+                "SELECT text FROM captions WHERE image_id = $1 ORDER BY ordinal",
+            )
+            .bind(img.id.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
             if existing
                 .as_ref()
                 .is_some_and(|r| r.get::<i64, _>(0) != dataset_id)
@@ -192,7 +284,7 @@ impl Catalog {
                 continue;
             }
             sqlx::query(
-                "INSERT INTO images (id, dataset_id, location, width, height, sha256, split) VALUES (?, ?, ?, ?, ?, ?, ?)
+                "INSERT INTO images (id, dataset_id, location, width, height, sha256, split) VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT(id) DO UPDATE SET dataset_id = excluded.dataset_id, location = excluded.location,
                    width = excluded.width, height = excluded.height, sha256 = excluded.sha256, split = excluded.split",
             )
@@ -206,17 +298,19 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
             if old_captions != img.captions {
-                sqlx::query("DELETE FROM captions WHERE image_id = ?")
+                sqlx::query("DELETE FROM captions WHERE image_id = $1")
                     .bind(img.id.as_str())
                     .execute(&mut *tx)
                     .await?;
                 for (ordinal, text) in img.captions.iter().enumerate() {
-                    sqlx::query("INSERT INTO captions (image_id, ordinal, text) VALUES (?, ?, ?)")
-                        .bind(img.id.as_str())
-                        .bind(ordinal as i64)
-                        .bind(text)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "INSERT INTO captions (image_id, ordinal, text) VALUES ($1, $2, $3)",
+                    )
+                    .bind(img.id.as_str())
+                    .bind(ordinal as i64)
+                    .bind(text)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
             outcomes.push(if existing.is_some() {
@@ -231,7 +325,7 @@ impl Catalog {
 
     /// Remove an image and its captions; false if it did not exist.
     pub async fn delete_image(&self, id: &ImageId) -> Result<bool, CatalogError> {
-        let done = sqlx::query("DELETE FROM images WHERE id = ?")
+        let done = sqlx::query("DELETE FROM images WHERE id = $1")
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
@@ -250,7 +344,7 @@ impl Catalog {
     pub async fn images(&self, filter: &ImageFilter) -> Result<Vec<ImageRecord>, CatalogError> {
         let rows = sqlx::query(
             "SELECT i.id, d.name, i.location, i.width, i.height, i.sha256, i.split FROM images i JOIN datasets d ON d.id = i.dataset_id
-             WHERE (?1 IS NULL OR d.name = ?1) AND (?2 IS NULL OR i.split = ?2) ORDER BY i.id",
+             WHERE (CAST($1 AS TEXT) IS NULL OR d.name = $1) AND (CAST($2 AS TEXT) IS NULL OR i.split = $2) ORDER BY i.id",
         )
         .bind(&filter.dataset)
         .bind(filter.split.map(Split::as_str))
@@ -263,7 +357,7 @@ impl Catalog {
     pub async fn captions(&self, filter: &ImageFilter) -> Result<Vec<CaptionRecord>, CatalogError> {
         let rows = sqlx::query(
             "SELECT c.id, c.image_id, c.ordinal, c.text FROM captions c JOIN images i ON i.id = c.image_id JOIN datasets d ON d.id = i.dataset_id
-             WHERE (?1 IS NULL OR d.name = ?1) AND (?2 IS NULL OR i.split = ?2) ORDER BY c.image_id, c.ordinal",
+             WHERE (CAST($1 AS TEXT) IS NULL OR d.name = $1) AND (CAST($2 AS TEXT) IS NULL OR i.split = $2) ORDER BY c.image_id, c.ordinal",
         )
         .bind(&filter.dataset)
         .bind(filter.split.map(Split::as_str))
@@ -274,7 +368,7 @@ impl Catalog {
 
     pub async fn captions_of(&self, id: &ImageId) -> Result<Vec<CaptionRecord>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT id, image_id, ordinal, text FROM captions WHERE image_id = ? ORDER BY ordinal",
+            "SELECT id, image_id, ordinal, text FROM captions WHERE image_id = $1 ORDER BY ordinal",
         )
         .bind(id.as_str())
         .fetch_all(&self.pool)
@@ -290,7 +384,7 @@ impl Catalog {
         let rows = sqlx::query(
             "SELECT COALESCE(i.split, 'none'), COUNT(DISTINCT i.id), COUNT(c.id) FROM images i
              JOIN datasets d ON d.id = i.dataset_id LEFT JOIN captions c ON c.image_id = i.id
-             WHERE (?1 IS NULL OR d.name = ?1) GROUP BY 1",
+             WHERE (CAST($1 AS TEXT) IS NULL OR d.name = $1) GROUP BY 1",
         )
         .bind(dataset)
         .fetch_all(&self.pool)
@@ -309,7 +403,7 @@ impl Catalog {
     /// Record a feature set (idempotent).
     pub async fn register_feature_set(&self, fs: &FeatureSetRow) -> Result<(), CatalogError> {
         sqlx::query(
-            "INSERT INTO feature_sets (id, encoder, modality, manifest_sha256, dims, options) VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO feature_sets (id, encoder, modality, manifest_sha256, dims, options) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT(id) DO NOTHING",
         )
         .bind(&fs.id)
@@ -356,11 +450,12 @@ fn to_blob(v: &[f32]) -> Vec<u8> {
 
 /// Store (or replace) vectors inside the caller's transaction.
 async fn write_vectors(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     vectors: &[StoredVector],
 ) -> Result<(), CatalogError> {
     for v in vectors {
-        sqlx::query("INSERT OR REPLACE INTO vectors (feature_set, item, image_id, vector) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO vectors (feature_set, item, image_id, vector) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (feature_set, item) DO UPDATE SET image_id = excluded.image_id, vector = excluded.vector")
             .bind(&v.feature_set)
             .bind(&v.item)
             .bind(v.image_id.as_str())
@@ -387,14 +482,14 @@ impl Catalog {
         vectors: &[StoredVector],
     ) -> Result<bool, CatalogError> {
         let mut tx = self.pool.begin().await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM images WHERE id = ?")
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM images WHERE id = $1")
             .bind(image.id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_some() {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO images (id, dataset_id, location, width, height, sha256, split) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO images (id, dataset_id, location, width, height, sha256, split) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(image.id.as_str())
             .bind(dataset_id)
             .bind(&image.location)
@@ -405,7 +500,7 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
         for (ordinal, text) in image.captions.iter().enumerate() {
-            sqlx::query("INSERT INTO captions (image_id, ordinal, text) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO captions (image_id, ordinal, text) VALUES ($1, $2, $3)")
                 .bind(image.id.as_str())
                 .bind(ordinal as i64)
                 .bind(text)
@@ -427,7 +522,7 @@ impl Catalog {
 
     /// Every stored vector of a feature set.
     pub async fn vectors(&self, feature_set: &str) -> Result<Vec<StoredVector>, CatalogError> {
-        let rows = sqlx::query("SELECT feature_set, item, image_id, vector FROM vectors WHERE feature_set = ? ORDER BY item").bind(feature_set).fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT feature_set, item, image_id, vector FROM vectors WHERE feature_set = $1 ORDER BY item").bind(feature_set).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredVector {
@@ -444,7 +539,7 @@ impl Catalog {
     /// The items of a feature set that have a stored vector (keys only: no blobs read).
     pub async fn vector_items(&self, feature_set: &str) -> Result<Vec<String>, CatalogError> {
         Ok(
-            sqlx::query_scalar("SELECT item FROM vectors WHERE feature_set = ?")
+            sqlx::query_scalar("SELECT item FROM vectors WHERE feature_set = $1")
                 .bind(feature_set)
                 .fetch_all(&self.pool)
                 .await?,
@@ -458,7 +553,7 @@ impl Catalog {
         item: &str,
     ) -> Result<Option<Vec<f32>>, CatalogError> {
         let blob: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT vector FROM vectors WHERE feature_set = ? AND item = ?")
+            sqlx::query_scalar("SELECT vector FROM vectors WHERE feature_set = $1 AND item = $2")
                 .bind(feature_set)
                 .bind(item)
                 .fetch_optional(&self.pool)
@@ -469,7 +564,7 @@ impl Catalog {
     /// How many images reference a stored file (to know when it may be removed).
     pub async fn images_at(&self, location: &str) -> Result<i64, CatalogError> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE location = ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE location = $1")
                 .bind(location)
                 .fetch_one(&self.pool)
                 .await?,
@@ -488,9 +583,9 @@ pub struct FeatureSetRow {
 }
 
 static IMAGE_SELECT_BY_ID: &str =
-    "SELECT i.id, d.name, i.location, i.width, i.height, i.sha256, i.split FROM images i JOIN datasets d ON d.id = i.dataset_id WHERE i.id = ?";
+    "SELECT i.id, d.name, i.location, i.width, i.height, i.sha256, i.split FROM images i JOIN datasets d ON d.id = i.dataset_id WHERE i.id = $1";
 
-fn image_record(r: &sqlx::sqlite::SqliteRow) -> Result<ImageRecord, CatalogError> {
+fn image_record(r: &sqlx::any::AnyRow) -> Result<ImageRecord, CatalogError> {
     let id: String = r.get(0);
     Ok(ImageRecord {
         id: ImageId::new(id).map_err(|e| CatalogError::Corrupt(e.to_string()))?,
@@ -507,7 +602,7 @@ fn image_record(r: &sqlx::sqlite::SqliteRow) -> Result<ImageRecord, CatalogError
     })
 }
 
-fn caption_record(r: &sqlx::sqlite::SqliteRow) -> Result<CaptionRecord, CatalogError> {
+fn caption_record(r: &sqlx::any::AnyRow) -> Result<CaptionRecord, CatalogError> {
     Ok(CaptionRecord {
         id: r.get(0),
         image_id: ImageId::new(r.get::<String, _>(1))
@@ -515,4 +610,19 @@ fn caption_record(r: &sqlx::sqlite::SqliteRow) -> Result<CaptionRecord, CatalogE
         ordinal: r.get::<i64, _>(2) as u32,
         text: r.get(3),
     })
+}
+
+/// Connection refused/reset or a server still starting up: worth another try.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => {
+            // 57P03 cannot_connect_now (starting up), 53300 too_many_connections,
+            // 08xxx connection exceptions, 40001/40P01 serialization failure / deadlock
+            db.code().is_some_and(|c| {
+                c == "57P03" || c == "53300" || c.starts_with("08") || c == "40001" || c == "40P01"
+            })
+        }
+        _ => false,
+    }
 }

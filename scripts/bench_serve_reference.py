@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""The Python reference service for scripts/bench-serve: what a Python team would write for the
+same job, on the same machine, weights and data. FastAPI + transformers/torch + hnswlib, one
+uvicorn worker, torch on the same thread count as xmodal.
+
+Same data: the image and caption features come from xmodal's catalog (the `vectors` table that
+`xmodal serve` filled from the same extract), projected through the same trained heads
+(heads.safetensors: Linear -> PReLU -> Linear, L2-normalised), indexed with hnswlib at xmodal's
+defaults (M=16, ef_construction=200, ef=64, inner product). Same queries: MiniLM mean pooling,
+normalised; EfficientNet-Lite0 from the kit's converted weights, resize 256 / crop 224,
+(x - 127) / 128. Same response shapes as ../shared/API.md (captions held in memory, which only
+favours the reference).
+
+Usage: bench_serve_reference.py --data-dir D --models-dir M --heads H --port P [--threads 2]
+"""
+import argparse
+import io
+import json
+import os
+import sqlite3
+import time
+
+import hnswlib
+import numpy as np
+import torch
+import uvicorn
+from fastapi import FastAPI, HTTPException, Request
+from PIL import Image
+from pydantic import BaseModel
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+
+ARGS = None
+STATE = {}
+
+
+class Head(torch.nn.Module):
+    def __init__(self, weights, side):
+        super().__init__()
+        self.w0, self.b0 = weights[f"{side}.0.weight"], weights[f"{side}.0.bias"]
+        self.a = weights[f"{side}.0.prelu"]
+        self.w1, self.b1 = weights[f"{side}.1.weight"], weights[f"{side}.1.bias"]
+
+    def forward(self, x):
+        h = torch.nn.functional.linear(x, self.w0, self.b0)
+        h = torch.nn.functional.prelu(h, self.a)
+        h = torch.nn.functional.linear(h, self.w1, self.b1)
+        return torch.nn.functional.normalize(h, dim=-1)
+
+
+def feature_set(db, encoder, modality):
+    rows = db.execute(
+        "SELECT f.id, COUNT(v.item) FROM feature_sets f JOIN vectors v ON v.feature_set = f.id "
+        "WHERE f.encoder = ? AND f.modality = ? GROUP BY f.id ORDER BY 2 DESC",
+        (encoder, modality),
+    ).fetchall()
+    if not rows:
+        raise SystemExit(f"no stored {modality} vectors of {encoder}; start xmodal serve on this data first")
+    return rows[0][0]
+
+
+def build_index(vectors, ef):
+    index = hnswlib.Index(space="ip", dim=vectors.shape[1])
+    index.init_index(max_elements=len(vectors), M=16, ef_construction=200)
+    index.add_items(vectors, np.arange(len(vectors)), num_threads=ARGS.threads)
+    index.set_ef(ef)
+    return index
+
+
+def load():
+    torch.set_num_threads(ARGS.threads)
+    torch.set_grad_enabled(False)
+    cfg = json.load(open(os.path.join(ARGS.heads, "heads.json")))
+    weights = load_file(os.path.join(ARGS.heads, "heads.safetensors"))
+    image_head, text_head = Head(weights, "image"), Head(weights, "text")
+    db = sqlite3.connect(os.path.join(ARGS.data_dir, "catalog.sqlite"))
+    image_set = feature_set(db, cfg["image_features"]["encoder"], "image")
+    text_set = feature_set(db, cfg["text_features"]["encoder"], "text")
+
+    def vectors(fs):
+        rows = db.execute("SELECT item, vector FROM vectors WHERE feature_set = ? ORDER BY item", (fs,)).fetchall()
+        keys = [r[0] for r in rows]
+        m = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])
+        return keys, m
+
+    t = time.time()
+    image_keys, image_m = vectors(image_set)
+    caption_keys, caption_m = vectors(text_set)
+    image_emb = torch.cat([image_head(torch.from_numpy(image_m[i:i + 4096])) for i in range(0, len(image_m), 4096)]).numpy()
+    caption_emb = torch.cat([text_head(torch.from_numpy(caption_m[i:i + 4096])) for i in range(0, len(caption_m), 4096)]).numpy()
+    captions = {}
+    for image_id, ordinal, text in db.execute("SELECT image_id, ordinal, text FROM captions ORDER BY image_id, ordinal"):
+        captions.setdefault(image_id, []).append(text)
+    STATE.update(
+        image_keys=image_keys,
+        caption_keys=caption_keys,
+        images=build_index(image_emb, 64),
+        captions_index=build_index(caption_emb, 64),
+        captions=captions,
+        caption_text={f"{i}#{o:03d}": t for i, o, t in db.execute("SELECT image_id, ordinal, text FROM captions")},
+        image_head=image_head,
+        text_head=text_head,
+        model_name=cfg["name"],
+    )
+    text_dir = os.path.join(ARGS.models_dir, "minilm-l6")
+    STATE["tok"] = AutoTokenizer.from_pretrained(text_dir)
+    STATE["text"] = AutoModel.from_pretrained(text_dir).eval()
+    from efficientnet_lite_pytorch import EfficientNet
+    eff = EfficientNet.from_name("efficientnet-lite0")
+    eff.load_state_dict(load_file(os.path.join(ARGS.models_dir, "efficientnet-lite0", "model.safetensors")), strict=True)
+    STATE["image"] = eff.eval()
+    print(f"reference ready: {len(image_keys)} images, {len(caption_keys)} captions indexed in {time.time() - t:.1f}s", flush=True)
+
+
+app = FastAPI()
+
+
+class TextQuery(BaseModel):
+    query: str
+    k: int = 10
+
+
+def embed_text(text):
+    enc = STATE["tok"]([text], padding=True, truncation=True, max_length=256, return_tensors="pt")
+    h = STATE["text"](**enc).last_hidden_state
+    m = enc["attention_mask"].unsqueeze(-1).float()
+    pooled = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
+    return STATE["text_head"](pooled).numpy()
+
+
+def embed_image(data):
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = img.size
+    s = 256 / min(w, h)
+    img = img.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BILINEAR)
+    w, h = img.size
+    left, top = (w - 224) // 2, (h - 224) // 2
+    img = img.crop((left, top, left + 224, top + 224))
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+    x = (x - 127.0) / 128.0
+    f = STATE["image"].extract_features(x).mean((2, 3))
+    return STATE["image_head"](f).numpy()
+
+
+@app.get("/health")
+def health():
+    return {"status": "ok"}
+
+
+@app.post("/v1/search/text")
+def search_text(q: TextQuery):
+    t = time.perf_counter()
+    if not q.query.strip() or not 1 <= q.k <= 1000:
+        raise HTTPException(422, "bad query")
+    labels, dist = STATE["images"].knn_query(embed_text(q.query), k=q.k)
+    results = []
+    for rank, (l, d) in enumerate(zip(labels[0], dist[0]), start=1):
+        image_id = STATE["image_keys"][l]
+        results.append({"rank": rank, "image_id": image_id, "score": float(1 - d),
+                        "url": f"/v1/images/{image_id}/file", "captions": STATE["captions"].get(image_id, [])})
+    return {"results": results, "took_ms": (time.perf_counter() - t) * 1e3, "model": STATE["model_name"]}
+
+
+@app.post("/v1/search/image")
+async def search_image(request: Request, k: int = 10):
+    t = time.perf_counter()
+    data = await request.body()
+    try:
+        q = embed_image(data)
+    except Exception as e:  # noqa: BLE001 - a reference: any decode failure is the client's
+        raise HTTPException(400, str(e))
+    labels, dist = STATE["captions_index"].knn_query(q, k=k)
+    results = []
+    for rank, (l, d) in enumerate(zip(labels[0], dist[0]), start=1):
+        key = STATE["caption_keys"][l]
+        results.append({"rank": rank, "caption_id": key, "image_id": key.rsplit("#", 1)[0],
+                        "text": STATE["caption_text"].get(key, ""), "score": float(1 - d)})
+    return {"results": results, "took_ms": (time.perf_counter() - t) * 1e3, "model": STATE["model_name"]}
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser()
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--models-dir", required=True)
+    p.add_argument("--heads", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--threads", type=int, default=2)
+    ARGS = p.parse_args()
+    load()
+    uvicorn.run(app, host="127.0.0.1", port=ARGS.port, log_level="warning", workers=1)
+
+
+if __name__ == "__main__":
+    main()
