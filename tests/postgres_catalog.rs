@@ -36,7 +36,7 @@ async fn catalog_round_trips_on_postgres() {
         vector: vec![1.0, -2.5, 3.25],
     };
     assert!(cat
-        .insert_with_vectors(ds, &img("c", Split::Val), std::slice::from_ref(&v))
+        .insert_with_vectors(ds, &img("c", Split::Val), std::slice::from_ref(&v), &[])
         .await
         .unwrap());
     assert_eq!(cat.vector("fs", "a").await.unwrap(), Some(v.vector.clone()));

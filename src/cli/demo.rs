@@ -73,7 +73,7 @@ pub async fn run(
     serve::run(server, service, move |s, addr| {
         println!(
             "xmodal is ready at http://{addr}/ ({} images, {}; start-up {:.1}s)",
-            s.spaces[0].images.len(),
+            s.spaces[0].images.memory().map_or(0, |i| i.len()),
             s.spaces
                 .iter()
                 .map(|sp| sp.model.as_str())

@@ -21,6 +21,16 @@ pub struct ServeArgs {
     pub heads: Vec<String>,
     #[command(flatten)]
     pub encoders: EncoderArgs,
+    /// `postgres://USER@HOST:PORT/DB`: catalog in Postgres and indexes in pgvector, shared by
+    /// every replica. Default: SQLite and an in-process index under the data directory.
+    #[arg(long, env = "XMODAL_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+    /// Postgres connections per replica.
+    #[arg(long, env = "XMODAL_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Waiting longer than this for a database connection fails the request (503).
+    #[arg(long, env = "XMODAL_DB_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_timeout_ms: u64,
     /// When set, writes need `Authorization: Bearer KEY`.
     #[arg(long, env = "XMODAL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -75,8 +85,19 @@ impl ServeArgs {
                 ..Default::default()
             },
         };
+        if let Some(url) = &self.database {
+            anyhow::ensure!(
+                url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                "--database takes a postgres:// URL (the embedded SQLite catalog needs no flag)"
+            );
+        }
         let service = ServiceConfig {
             data_dir: data_dir.to_path_buf(),
+            database: self.database.clone(),
+            pool: crate::data::catalog::PoolConfig {
+                max_connections: self.db_max_connections.max(1),
+                acquire_timeout: Duration::from_millis(self.db_timeout_ms),
+            },
             models_dir: models_dir.to_path_buf(),
             image_model: self.encoders.image_model.clone(),
             image_features: self.encoders.image_features.clone(),
@@ -104,8 +125,8 @@ pub async fn run(
     let (server, service) = args.configs(data_dir, models_dir, device)?;
     serve::run(server, service, move |s, addr| {
         tracing::info!(
-            images = s.spaces[0].images.len(),
-            captions = s.spaces[0].captions.len(),
+            images = s.spaces[0].images.memory().map(|i| i.len()),
+            captions = s.spaces[0].captions.memory().map(|i| i.len()),
             "ready"
         );
         println!("xmodal is ready at http://{addr}/ ({})", s.spaces[0].model);

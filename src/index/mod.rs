@@ -6,6 +6,8 @@
 //! corrupt, and reconciled with the catalog (insert what is missing, delete what is gone).
 
 pub mod ann;
+pub mod pgvector;
+mod search;
 mod store;
 
 use std::{
@@ -15,6 +17,7 @@ use std::{
 
 pub use ann::IndexParams;
 use ann::{new_graph, Ann};
+pub use search::SearchIndex;
 pub use store::StoreError;
 
 #[derive(Debug, Clone, PartialEq)]

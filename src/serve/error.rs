@@ -11,8 +11,9 @@ use utoipa::ToSchema;
 
 use super::engine::EngineError;
 use crate::{
-    data::CatalogError,
+    data::{catalog::is_transient, CatalogError},
     encode::{EncodeError, ImageError},
+    index::pgvector::PgIndexError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,8 @@ pub enum ApiError {
     Overloaded,
     #[error("the service is starting: models and indexes are loading")]
     NotReady,
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -71,6 +74,7 @@ impl ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -92,7 +96,10 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if matches!(self, Self::Overloaded | Self::NotReady) {
+        if matches!(
+            self,
+            Self::Overloaded | Self::NotReady | Self::Unavailable(_)
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -132,7 +139,21 @@ impl From<EngineError> for ApiError {
 
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
-        Self::Internal(e.to_string())
+        match &e {
+            // the database is down or busy: the request was fine, try again shortly
+            CatalogError::Db(db) if is_transient(db) => Self::Unavailable(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<PgIndexError> for ApiError {
+    fn from(e: PgIndexError) -> Self {
+        if e.is_transient() {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Internal(e.to_string())
+        }
     }
 }
 

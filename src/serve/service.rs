@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::engine::{BatchConfig, Engine};
 use crate::{
     data::{
-        catalog::{ImageFilter, StoredVector},
+        catalog::{Backend, ImageFilter, StoredVector},
         Catalog, ImageId,
     },
     encode::{ImageEncoder, TextEncoder, TextOptions},
@@ -23,7 +23,10 @@ use crate::{
         extract::{caption_items, caption_key, image_items, Encoder, Payload},
         FeatureSpec,
     },
-    index::{IndexParams, VectorIndex},
+    index::{
+        pgvector::{PgVectorIndex, TableSpec},
+        IndexParams, SearchIndex, VectorIndex,
+    },
     project::{ConSE, Projector, Score, TrainedHeads, HEADS_CONFIG, HEADS_WEIGHTS},
 };
 
@@ -31,6 +34,10 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub data_dir: PathBuf,
+    /// `postgres://…`: catalog in Postgres and indexes in pgvector, shared by replicas. `None`:
+    /// the embedded default (SQLite under the data dir, in-process HNSW).
+    pub database: Option<String>,
+    pub pool: crate::data::catalog::PoolConfig,
     pub models_dir: PathBuf,
     pub image_model: Option<PathBuf>,
     pub text_model: Option<PathBuf>,
@@ -52,8 +59,8 @@ pub struct Space {
     /// What `model` says in responses.
     pub model: String,
     pub projector: Projector,
-    pub images: VectorIndex,
-    pub captions: VectorIndex,
+    pub images: SearchIndex,
+    pub captions: SearchIndex,
     /// Identity of the vector space (projector + feature sets): indexes are valid only for it.
     pub id: String,
     index_dir: PathBuf,
@@ -89,7 +96,13 @@ pub const UPLOADS_DATASET: &str = "uploads";
 
 impl Service {
     pub async fn load(config: &ServiceConfig, log: &(dyn Fn(&str) + Sync)) -> anyhow::Result<Self> {
-        let catalog = Catalog::open(&config.data_dir.join("catalog.sqlite")).await?;
+        let catalog = match &config.database {
+            Some(url) => {
+                log("connecting to the Postgres catalog");
+                Catalog::open_location(url, config.pool).await?
+            }
+            None => Catalog::open(&config.data_dir.join("catalog.sqlite")).await?,
+        };
         let image_dir = config
             .image_model
             .clone()
@@ -196,26 +209,68 @@ impl Service {
                         .unwrap_or_else(|_| "heads".into()),
                 )
             };
-            let images = open_index(
-                &catalog,
-                &index_dir.join("images"),
-                &image_spec,
-                &id,
-                config.index,
-                log,
-                |m| projector.images(m),
-            )
-            .await?;
-            let captions = open_index(
-                &catalog,
-                &index_dir.join("captions"),
-                &text_spec,
-                &id,
-                config.index,
-                log,
-                |m| projector.texts(m),
-            )
-            .await?;
+            let (images, captions) = if catalog.backend() == Backend::Postgres {
+                let dims = project_dims(&|m: &Tensor| projector.images(m), image_spec.dims)?;
+                (
+                    SearchIndex::Postgres(
+                        PgVectorIndex::open(
+                            &catalog,
+                            TableSpec {
+                                space_id: &id,
+                                side: "images",
+                                dims,
+                                feature_set: &image_spec.id().0,
+                            },
+                            config.index,
+                            log,
+                            |m| projector.images(m),
+                        )
+                        .await?,
+                    ),
+                    SearchIndex::Postgres(
+                        PgVectorIndex::open(
+                            &catalog,
+                            TableSpec {
+                                space_id: &id,
+                                side: "captions",
+                                dims,
+                                feature_set: &text_spec.id().0,
+                            },
+                            config.index,
+                            log,
+                            |m| projector.texts(m),
+                        )
+                        .await?,
+                    ),
+                )
+            } else {
+                (
+                    SearchIndex::Memory(
+                        open_index(
+                            &catalog,
+                            &index_dir.join("images"),
+                            &image_spec,
+                            &id,
+                            config.index,
+                            log,
+                            |m| projector.images(m),
+                        )
+                        .await?,
+                    ),
+                    SearchIndex::Memory(
+                        open_index(
+                            &catalog,
+                            &index_dir.join("captions"),
+                            &text_spec,
+                            &id,
+                            config.index,
+                            log,
+                            |m| projector.texts(m),
+                        )
+                        .await?,
+                    ),
+                )
+            };
             spaces.push(Space {
                 name,
                 model,
@@ -230,9 +285,10 @@ impl Service {
         catalog.register_feature_set(&text_spec.row()).await?;
         let uploads_dataset = catalog.dataset(UPLOADS_DATASET, "upload", "http").await?;
         let engine = Engine::start(text, image.clone(), config.batch);
-        metrics::gauge!("xmodal_index_size", "side" => "images").set(spaces[0].images.len() as f64);
+        metrics::gauge!("xmodal_index_size", "side" => "images")
+            .set(spaces[0].images.count().await as f64);
         metrics::gauge!("xmodal_index_size", "side" => "captions")
-            .set(spaces[0].captions.len() as f64);
+            .set(spaces[0].captions.count().await as f64);
         Ok(Self {
             catalog,
             engine,
@@ -249,8 +305,10 @@ impl Service {
     /// Persist every space's indexes (at shutdown; they are rebuilt or reconciled otherwise).
     pub fn save_indexes(&self) -> anyhow::Result<()> {
         for s in &self.spaces {
-            s.images.save(&s.index_dir.join("images"), &s.id)?;
-            s.captions.save(&s.index_dir.join("captions"), &s.id)?;
+            if let (Some(images), Some(captions)) = (s.images.memory(), s.captions.memory()) {
+                images.save(&s.index_dir.join("images"), &s.id)?;
+                captions.save(&s.index_dir.join("captions"), &s.id)?;
+            }
         }
         Ok(())
     }

@@ -435,6 +435,14 @@ impl Catalog {
     }
 }
 
+/// Derived data that must land in the same transaction as its item (pgvector embeddings on
+/// Postgres): a statement taking three text parameters.
+#[derive(Debug, Clone)]
+pub struct LinkedRow {
+    pub sql: String,
+    pub params: [String; 3],
+}
+
 /// Features of one searchable item, stored with the item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredVector {
@@ -480,6 +488,7 @@ impl Catalog {
         dataset_id: i64,
         image: &NewImage,
         vectors: &[StoredVector],
+        linked: &[LinkedRow],
     ) -> Result<bool, CatalogError> {
         let mut tx = self.pool.begin().await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM images WHERE id = $1")
@@ -508,6 +517,16 @@ impl Catalog {
                 .await?;
         }
         write_vectors(&mut tx, vectors).await?;
+        for row in linked {
+            let [a, b, c] = &row.params;
+            // LinkedRow statements are built by the index module from generated table names
+            sqlx::query(sqlx::AssertSqlSafe(row.sql.clone()))
+                .bind(a)
+                .bind(b)
+                .bind(c)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

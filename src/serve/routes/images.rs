@@ -20,10 +20,11 @@ use super::super::{
 };
 use crate::{
     data::{
-        catalog::{NewImage, StoredVector},
+        catalog::{LinkedRow, NewImage, StoredVector},
         ImageId,
     },
     encode::image::preprocess,
+    index::pgvector::{insert_statement, vector_literal},
 };
 
 /// Path ids go through the same validation as stored ids, so none can name a file.
@@ -142,32 +143,60 @@ pub async fn upload(
         split: None,
         captions,
     };
+    // every space's embeddings: in-process indexes after the commit, pgvector rows within it
+    let mut embeddings = Vec::new();
+    for space in &service.spaces {
+        let image = (id.to_string(), space.project_image(image_features.clone())?);
+        let texts = caption_features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                Ok((
+                    caption_id(id.as_str(), i as u32),
+                    space.project_text(f.clone())?,
+                ))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        embeddings.push((space, image, texts));
+    }
+    let mut linked = Vec::new();
+    for (space, image, texts) in &embeddings {
+        for (index, rows) in [
+            (&space.images, std::slice::from_ref(image)),
+            (&space.captions, texts.as_slice()),
+        ] {
+            if let Some(pg) = index.postgres() {
+                let sql = insert_statement(pg.table());
+                linked.extend(rows.iter().map(|(item, v)| LinkedRow {
+                    sql: sql.clone(),
+                    params: [item.clone(), id.to_string(), vector_literal(v)],
+                }));
+            }
+        }
+    }
     if !service
         .catalog
-        .insert_with_vectors(service.uploads_dataset, &new, &vectors)
+        .insert_with_vectors(service.uploads_dataset, &new, &vectors, &linked)
         .await?
     {
         return Err(ApiError::Conflict(id.to_string()));
     }
-    // 3. the indexes (derived; a crash here is repaired from the catalog at start-up)
-    for space in &service.spaces {
-        space
-            .images
-            .upsert(id.as_str(), &space.project_image(image_features.clone())?)
-            .map_err(ApiError::Internal)?;
-        for (i, f) in caption_features.iter().enumerate() {
-            space
-                .captions
-                .upsert(
-                    &caption_id(id.as_str(), i as u32),
-                    &space.project_text(f.clone())?,
-                )
-                .map_err(ApiError::Internal)?;
+    // 3. the in-process indexes (derived; a crash here is repaired from the catalog at start-up)
+    for (space, (key, v), texts) in &embeddings {
+        if let Some(index) = space.images.memory() {
+            index.upsert(key, v).map_err(ApiError::Internal)?;
+        }
+        if let Some(index) = space.captions.memory() {
+            for (key, v) in texts {
+                index.upsert(key, v).map_err(ApiError::Internal)?;
+            }
         }
     }
     let default = &service.spaces[0];
-    metrics::gauge!("xmodal_index_size", "side" => "images").set(default.images.len() as f64);
-    metrics::gauge!("xmodal_index_size", "side" => "captions").set(default.captions.len() as f64);
+    metrics::gauge!("xmodal_index_size", "side" => "images")
+        .set(default.images.count().await as f64);
+    metrics::gauge!("xmodal_index_size", "side" => "captions")
+        .set(default.captions.count().await as f64);
     Ok((
         StatusCode::CREATED,
         Json(Created {
@@ -325,10 +354,15 @@ pub async fn delete_image(
             id.as_str()
         )));
     }
+    // pgvector rows went with the catalog rows (ON DELETE CASCADE); in-process indexes follow
     for space in &service.spaces {
-        space.images.remove(id.as_str());
-        for c in &captions {
-            space.captions.remove(&caption_id(id.as_str(), c.ordinal));
+        if let Some(index) = space.images.memory() {
+            index.remove(id.as_str());
+        }
+        if let Some(index) = space.captions.memory() {
+            for c in &captions {
+                index.remove(&caption_id(id.as_str(), c.ordinal));
+            }
         }
     }
     // uploaded bytes nobody refers to any more
@@ -341,6 +375,6 @@ pub async fn delete_image(
         }
     }
     metrics::gauge!("xmodal_index_size", "side" => "images")
-        .set(service.spaces[0].images.len() as f64);
+        .set(service.spaces[0].images.count().await as f64);
     Ok(StatusCode::NO_CONTENT)
 }

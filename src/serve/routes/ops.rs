@@ -9,7 +9,10 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use std::time::Duration;
+
 use super::super::{error::ApiError, state::AppState};
+use crate::data::catalog::Backend;
 
 #[derive(Serialize, ToSchema)]
 pub struct Status {
@@ -36,12 +39,19 @@ pub struct Readiness {
 /// 200 once models and indexes are loaded, 503 before.
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let service = state.service()?;
+    // a replica whose database does not answer cannot serve: let the load balancer know
+    if service.catalog.backend() == Backend::Postgres {
+        let ping = tokio::time::timeout(Duration::from_secs(2), service.catalog.ping()).await;
+        if !matches!(ping, Ok(Ok(()))) {
+            return Err(ApiError::Unavailable("the database does not answer".into()));
+        }
+    }
     Ok(Json(Readiness {
         status: "ready",
         model: service.spaces[0].model.clone(),
         models: service.spaces.iter().map(|s| s.name.clone()).collect(),
-        images: service.spaces[0].images.len(),
-        captions: service.spaces[0].captions.len(),
+        images: service.spaces[0].images.count().await,
+        captions: service.spaces[0].captions.count().await,
     }))
 }
 

@@ -81,7 +81,7 @@ pub async fn search_text(
     })
     .await?;
     let q = space.project_text(features)?;
-    let hits = space.images.search(&q, query(page));
+    let hits = space.images.search(&q, query(page)).await?;
     let results = image_hits(&service, hits, page.offset).await?;
     Ok(Json(ImageResults {
         results,
@@ -113,7 +113,7 @@ pub async fn search_image(
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     let features = with_timeout(&state, async { Ok(image_queue.encode(prepared).await?) }).await?;
     let q = space.project_image(features)?;
-    let hits = space.captions.search(&q, query(page));
+    let hits = space.captions.search(&q, query(page)).await?;
     Ok(Json(CaptionResults {
         results: caption_hits(&service, hits, page.offset).await?,
         took_ms: started.elapsed().as_secs_f64() * 1e3,
@@ -137,7 +137,7 @@ pub async fn captions_for_image(
     let id = super::images::parse_id(&id)?;
     let features = stored_image_features(&service, &id).await?;
     let q = space.project_image(features)?;
-    let hits = space.captions.search(&q, query(page));
+    let hits = space.captions.search(&q, query(page)).await?;
     Ok(Json(CaptionResults {
         results: caption_hits(&service, hits, page.offset).await?,
         took_ms: started.elapsed().as_secs_f64() * 1e3,
@@ -215,6 +215,7 @@ pub async fn similar(
                 min_score: page.min_score,
             },
         )
+        .await?
         .into_iter()
         .filter(|h| h.key != id.as_str())
         .take(page.k)

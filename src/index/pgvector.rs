@@ -1,0 +1,233 @@
+//! The scale-out index: projected embeddings in Postgres tables searched with pgvector's HNSW
+//! (cosine ops), shared by every replica. A table per vector space and side (its width depends on
+//! the heads), created on first start under an advisory lock, so replicas starting together
+//! neither race on DDL nor project the same rows twice; later starts only add what is missing.
+//! Rows reference `images` with ON DELETE CASCADE: a delete through any replica is a delete
+//! everywhere, in the same transaction.
+
+use std::time::Duration;
+
+use candle_core::{Device, Tensor};
+use sha2::{Digest, Sha256};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+use super::{ann::IndexParams, Hit, Query};
+use crate::data::{catalog::is_transient, Catalog, CatalogError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgIndexError {
+    #[error("vector database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("projecting stored features: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+impl PgIndexError {
+    /// The database is unreachable or busy (worth a retry, or a 503), rather than broken.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Db(e) | Self::Catalog(CatalogError::Db(e)) => is_transient(e),
+            _ => false,
+        }
+    }
+}
+
+pub struct PgVectorIndex {
+    pool: AnyPool,
+    table: String,
+    dims: usize,
+    ef_search: usize,
+}
+
+/// pgvector's text form, `[1,2.5,-3]`: bound as text and cast, so no driver extension is needed.
+pub fn vector_literal(v: &[f32]) -> String {
+    let mut s = String::with_capacity(v.len() * 10 + 2);
+    s.push('[');
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&x.to_string());
+    }
+    s.push(']');
+    s
+}
+
+/// The embeddings table of one space and side: a short hash keeps the name a valid identifier.
+pub fn table_name(space_id: &str, side: &str) -> String {
+    let h = format!("{:x}", Sha256::digest(space_id.as_bytes()));
+    format!("xm_emb_{}_{side}", &h[..12])
+}
+
+/// The statement that stores one embedding (used inside the catalog's write transaction).
+pub fn insert_statement(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} (item, image_id, embedding) VALUES ($1, $2, CAST($3 AS vector))
+         ON CONFLICT (item) DO UPDATE SET embedding = excluded.embedding"
+    )
+}
+
+const FILL_BATCH: usize = 512;
+
+/// Which table: a vector space's side, its embedding width, and the feature set it projects.
+#[derive(Debug, Clone, Copy)]
+pub struct TableSpec<'a> {
+    pub space_id: &'a str,
+    /// `images` or `captions`.
+    pub side: &'a str,
+    pub dims: usize,
+    pub feature_set: &'a str,
+}
+
+impl PgVectorIndex {
+    /// Create the table and HNSW index if needed and add embeddings for stored features that have
+    /// none yet, projecting them with `project`.
+    pub async fn open(
+        catalog: &Catalog,
+        spec: TableSpec<'_>,
+        params: IndexParams,
+        log: &(dyn Fn(&str) + Sync),
+        project: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> Result<Self, PgIndexError> {
+        let pool = catalog.pool().clone();
+        let TableSpec {
+            space_id,
+            side,
+            dims,
+            feature_set,
+        } = spec;
+        let table = table_name(space_id, side);
+        let mut tx = pool.begin().await?;
+        // one replica at a time creates and fills a table; the others then find nothing to do
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("xmodal:{table}"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                 item      TEXT PRIMARY KEY,
+                 image_id  TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+                 embedding vector({dims}) NOT NULL);
+             CREATE INDEX IF NOT EXISTS {table}_image ON {table} (image_id);
+             CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table}
+                 USING hnsw (embedding vector_cosine_ops) WITH (m = {}, ef_construction = {});",
+            params.m, params.ef_construction
+        )))
+        .execute(&mut *tx)
+        .await?;
+        let missing = sqlx::query(AssertSqlSafe(format!(
+            "SELECT v.item, v.image_id, v.vector FROM vectors v LEFT JOIN {table} e ON e.item = v.item
+             WHERE v.feature_set = $1 AND e.item IS NULL ORDER BY v.item"
+        )))
+        .bind(feature_set)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !missing.is_empty() {
+            log(&format!(
+                "{table}: projecting {} stored vectors into pgvector",
+                missing.len()
+            ));
+        }
+        let insert = insert_statement(&table);
+        for chunk in missing.chunks(FILL_BATCH) {
+            let rows: Vec<(String, String, Vec<f32>)> = chunk
+                .iter()
+                .map(|r| {
+                    let blob: Vec<u8> = r.get(2);
+                    let v = blob
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    (r.get(0), r.get(1), v)
+                })
+                .collect();
+            let in_dims = rows[0].2.len();
+            let flat: Vec<f32> = rows.iter().flat_map(|r| r.2.iter().copied()).collect();
+            let projected: Vec<Vec<f32>> = project(&Tensor::from_vec(
+                flat,
+                (rows.len(), in_dims),
+                &Device::Cpu,
+            )?)?
+            .to_vec2()?;
+            for ((item, image_id, _), e) in rows.iter().zip(projected) {
+                sqlx::query(AssertSqlSafe(insert.clone()))
+                    .bind(item)
+                    .bind(image_id)
+                    .bind(vector_literal(&e))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Self {
+            pool,
+            table,
+            dims,
+            ef_search: params.ef_search,
+        })
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// Rows in the table (a query, not a field: other replicas write too).
+    pub async fn count(&self) -> Result<usize, PgIndexError> {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {}",
+            self.table
+        )))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as usize)
+    }
+
+    /// The `offset..offset+k` nearest by cosine, best first, above `min_score`. HNSW returns at
+    /// most `hnsw.ef_search` rows, so the beam is widened to cover the page. Transient database
+    /// errors are retried twice.
+    pub async fn search(&self, q: &[f32], query: Query) -> Result<Vec<Hit>, PgIndexError> {
+        let mut attempt = 0;
+        loop {
+            match self.search_once(q, query).await {
+                Err(e) if attempt < 2 && e.is_transient() => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn search_once(&self, q: &[f32], query: Query) -> Result<Vec<Hit>, PgIndexError> {
+        let ef = self.ef_search.max(query.offset + query.k);
+        let mut tx = self.pool.begin().await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL hnsw.ef_search = {ef}")))
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT item, CAST(1 - (embedding <=> CAST($1 AS vector)) AS DOUBLE PRECISION)
+             FROM {} ORDER BY embedding <=> CAST($1 AS vector) LIMIT $2 OFFSET $3",
+            self.table
+        )))
+        .bind(vector_literal(q))
+        .bind(query.k as i64)
+        .bind(query.offset as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows
+            .iter()
+            .map(|r| Hit {
+                key: r.get(0),
+                score: r.get::<f64, _>(1) as f32,
+            })
+            .take_while(|h| query.min_score.is_none_or(|m| h.score >= m))
+            .collect())
+    }
+}
