@@ -77,3 +77,33 @@ async fn catalog_round_trips_on_postgres() {
         2
     );
 }
+
+/// Every command takes `--database`: ingest a dataset into Postgres from the command line.
+#[tokio::test]
+async fn cli_commands_use_the_postgres_catalog() {
+    let pg = Postgres::start("cli");
+    let gallery = common::kit_model("demo-gallery").join("dataset.jsonl");
+    let dir = common::tempdir("pg-cli");
+    let (ok, out, err) = common::xmodal(&[
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--database",
+        &pg.url(),
+        "ingest",
+        "--format",
+        "jsonl",
+        "--dataset",
+        "gallery",
+        gallery.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let cat = Catalog::open_location(&pg.url(), PoolConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(cat.images(&ImageFilter::default()).await.unwrap().len(), 16);
+    // nothing went to a local SQLite file
+    assert!(!dir.join("catalog.sqlite").exists());
+    // a URL that is not Postgres is refused before anything runs
+    let (ok, _, err) = common::xmodal(&["--database", "mysql://x", "serve"]);
+    assert!(!ok && err.contains("postgres://"), "{err}");
+}

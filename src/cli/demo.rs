@@ -64,7 +64,7 @@ pub async fn run(
     }
 
     step("serving");
-    let (server, mut service) = args.serve.configs(data_dir, models_dir, device)?;
+    let (server, mut service) = args.serve.configs(data_dir, models_dir, None, device)?;
     // Both the zero-shot head (made for the real photos) and the demo heads, switchable on the page.
     let trained = data_dir.join("heads/synth-hardest");
     if service.heads.is_empty() && trained.join(crate::project::HEADS_CONFIG).exists() {

@@ -51,6 +51,11 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
 
+    /// `postgres://USER@HOST:PORT/DB`: keep the catalog in Postgres (and, for `serve`, the
+    /// indexes in pgvector, shared by replicas). Default: SQLite under the data directory.
+    #[arg(long, global = true, env = "XMODAL_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+
     /// A TOML file of flag values (keys are flag names; flags and XMODAL_* variables win).
     #[arg(long, global = true, env = "XMODAL_CONFIG")]
     pub config: Option<PathBuf>,
@@ -64,7 +69,14 @@ impl Cli {
     pub fn parse_with_config() -> anyhow::Result<Self> {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         config::apply(&Self::command(), &args)?;
-        Ok(Self::parse_from(args))
+        let cli = Self::parse_from(args);
+        if let Some(url) = &cli.database {
+            anyhow::ensure!(
+                url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                "--database takes a postgres:// URL (the embedded SQLite catalog needs no flag)"
+            );
+        }
+        Ok(cli)
     }
 }
 
@@ -103,34 +115,46 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(cmd) => models::run(cmd, &cli.models_dir),
         Command::Embed(cmd) => embed::run(cmd, cli.device),
         Command::Ingest(args) => block_on(async {
-            let catalog = open_catalog(&cli.data_dir).await?;
+            let catalog = open_catalog(&cli.data_dir, cli.database.as_deref()).await?;
             ingest::run(args, &catalog).await
         }),
         Command::Synth(args) => synth::run(args),
         Command::Import(cmd) => block_on(async {
-            let catalog = open_catalog(&cli.data_dir).await?;
+            let catalog = open_catalog(&cli.data_dir, cli.database.as_deref()).await?;
             import::run(cmd, &catalog, &cli.data_dir).await
         }),
         Command::Extract(args) => block_on(async {
-            let catalog = open_catalog(&cli.data_dir).await?;
+            let catalog = open_catalog(&cli.data_dir, cli.database.as_deref()).await?;
             extract::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await
         }),
         Command::Train(args) => block_on(async {
-            let catalog = open_catalog(&cli.data_dir).await?;
+            let catalog = open_catalog(&cli.data_dir, cli.database.as_deref()).await?;
             train::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await
         }),
-        Command::Serve(args) => {
-            block_on(serve::run(args, &cli.data_dir, &cli.models_dir, cli.device))
-        }
+        Command::Serve(args) => block_on(serve::run(
+            args,
+            &cli.data_dir,
+            &cli.models_dir,
+            cli.database.as_deref(),
+            cli.device,
+        )),
         Command::Eval(args) => block_on(async {
-            let catalog = open_catalog(&cli.data_dir).await?;
+            let catalog = open_catalog(&cli.data_dir, cli.database.as_deref()).await?;
             eval::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await
         }),
     }
 }
 
 /// The catalog of a data directory.
-pub async fn open_catalog(data_dir: &std::path::Path) -> anyhow::Result<crate::data::Catalog> {
+pub async fn open_catalog(
+    data_dir: &std::path::Path,
+    database: Option<&str>,
+) -> anyhow::Result<crate::data::Catalog> {
+    if let Some(url) = database {
+        return crate::data::Catalog::open_location(url, Default::default())
+            .await
+            .context("connecting to the Postgres catalog");
+    }
     let path = data_dir.join("catalog.sqlite");
     crate::data::Catalog::open(&path)
         .await

@@ -21,10 +21,6 @@ pub struct ServeArgs {
     pub heads: Vec<String>,
     #[command(flatten)]
     pub encoders: EncoderArgs,
-    /// `postgres://USER@HOST:PORT/DB`: catalog in Postgres and indexes in pgvector, shared by
-    /// every replica. Default: SQLite and an in-process index under the data directory.
-    #[arg(long, env = "XMODAL_DATABASE", hide_env_values = true)]
-    pub database: Option<String>,
     /// Postgres connections per replica.
     #[arg(long, env = "XMODAL_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
@@ -63,6 +59,7 @@ impl ServeArgs {
         &self,
         data_dir: &Path,
         models_dir: &Path,
+        database: Option<&str>,
         device: DeviceSpec,
     ) -> anyhow::Result<(ServerConfig, ServiceConfig)> {
         let index = IndexParams {
@@ -85,15 +82,9 @@ impl ServeArgs {
                 ..Default::default()
             },
         };
-        if let Some(url) = &self.database {
-            anyhow::ensure!(
-                url.starts_with("postgres://") || url.starts_with("postgresql://"),
-                "--database takes a postgres:// URL (the embedded SQLite catalog needs no flag)"
-            );
-        }
         let service = ServiceConfig {
             data_dir: data_dir.to_path_buf(),
-            database: self.database.clone(),
+            database: database.map(String::from),
             pool: crate::data::catalog::PoolConfig {
                 max_connections: self.db_max_connections.max(1),
                 acquire_timeout: Duration::from_millis(self.db_timeout_ms),
@@ -120,9 +111,10 @@ pub async fn run(
     args: ServeArgs,
     data_dir: &Path,
     models_dir: &Path,
+    database: Option<&str>,
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
-    let (server, service) = args.configs(data_dir, models_dir, device)?;
+    let (server, service) = args.configs(data_dir, models_dir, database, device)?;
     serve::run(server, service, move |s, addr| {
         tracing::info!(
             images = s.spaces[0].images.memory().map(|i| i.len()),
