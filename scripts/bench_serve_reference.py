@@ -86,8 +86,9 @@ def load():
     t = time.time()
     image_keys, image_m = vectors(image_set)
     caption_keys, caption_m = vectors(text_set)
-    image_emb = torch.cat([image_head(torch.from_numpy(image_m[i:i + 4096])) for i in range(0, len(image_m), 4096)]).numpy()
-    caption_emb = torch.cat([text_head(torch.from_numpy(caption_m[i:i + 4096])) for i in range(0, len(caption_m), 4096)]).numpy()
+    with torch.inference_mode():
+        image_emb = torch.cat([image_head(torch.from_numpy(image_m[i:i + 4096])) for i in range(0, len(image_m), 4096)]).numpy()
+        caption_emb = torch.cat([text_head(torch.from_numpy(caption_m[i:i + 4096])) for i in range(0, len(caption_m), 4096)]).numpy()
     captions = {}
     for image_id, ordinal, text in db.execute("SELECT image_id, ordinal, text FROM captions ORDER BY image_id, ordinal"):
         captions.setdefault(image_id, []).append(text)
@@ -120,6 +121,7 @@ class TextQuery(BaseModel):
     k: int = 10
 
 
+@torch.inference_mode()  # grad mode is per thread, and FastAPI runs handlers on a pool
 def embed_text(text):
     enc = STATE["tok"]([text], padding=True, truncation=True, max_length=256, return_tensors="pt")
     h = STATE["text"](**enc).last_hidden_state
@@ -128,6 +130,7 @@ def embed_text(text):
     return STATE["text_head"](pooled).numpy()
 
 
+@torch.inference_mode()
 def embed_image(data):
     img = Image.open(io.BytesIO(data)).convert("RGB")
     w, h = img.size

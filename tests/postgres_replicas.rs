@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use common::{postgres::Postgres, *};
 use reqwest::{multipart, Client, StatusCode};
 use serde_json::Value;
-use sqlx::Row;
 use xmodal::{
     data::{
         catalog::{NewImage, PoolConfig, StoredVector},
@@ -62,15 +61,26 @@ async fn search_ids(c: &Client, s: &Server, query: &str, k: usize) -> Vec<String
         .collect()
 }
 
-/// Rows ever inserted into the pgvector tables (pg_stat counts inserts, not live rows).
-async fn embedding_inserts(cat: &Catalog) -> i64 {
-    sqlx::query(
-        "SELECT CAST(COALESCE(SUM(n_tup_ins), 0) AS BIGINT) FROM pg_stat_user_tables WHERE relname LIKE 'xm_emb_%'",
+/// Every embedding row with the transaction that wrote it: equal before and after means nothing
+/// was inserted, rewritten or deleted in between.
+async fn embedding_rows(cat: &Catalog) -> Vec<String> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(tablename AS TEXT) FROM pg_tables WHERE tablename LIKE 'xm_emb_%' ORDER BY tablename",
     )
-    .fetch_one(cat.pool())
+    .fetch_all(cat.pool())
     .await
-    .unwrap()
-    .get::<i64, _>(0)
+    .unwrap();
+    assert!(!tables.is_empty());
+    let mut rows = Vec::new();
+    for t in tables {
+        let sql = format!("SELECT item || '@' || CAST(xmin AS TEXT) FROM {t} ORDER BY item");
+        let part: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(cat.pool())
+            .await
+            .unwrap();
+        rows.extend(part.into_iter().map(|r| format!("{t}:{r}")));
+    }
+    rows
 }
 
 #[tokio::test]
@@ -163,10 +173,12 @@ async fn three_replicas_share_one_database() {
     let cat = Catalog::open_location(&url, PoolConfig::default())
         .await
         .unwrap();
-    let inserts_before = embedding_inserts(&cat).await;
+    let rows_before = embedding_rows(&cat).await;
+    // 3 images and 3 captions, in the images and captions tables of the one space
+    assert_eq!(rows_before.len(), 6, "{rows_before:?}");
     c_replica.kill();
     c_replica = Server::start(&shared, &args);
-    assert_eq!(embedding_inserts(&cat).await, inserts_before);
+    assert_eq!(embedding_rows(&cat).await, rows_before);
     let ready: Value = client
         .get(c_replica.url("/ready"))
         .send()
@@ -207,7 +219,7 @@ fn clustered(n: usize, dims: usize, rng: &mut Rng) -> Vec<Vec<f32>> {
     (0..n)
         .map(|i| {
             let c = &centres[i % centres.len()];
-            unit(c.iter().map(|x| x + 0.6 * rng.normal()).collect())
+            unit(c.iter().map(|x| x + 1.0 * rng.normal()).collect())
         })
         .collect()
 }
@@ -218,7 +230,7 @@ async fn pgvector_recall_against_exact_scoring() {
     let cat = Catalog::open_location(&pg.url(), PoolConfig::default())
         .await
         .unwrap();
-    let (n, dims, queries, k) = (4000, 64, 100, 10);
+    let (n, dims, queries, k) = (8000, 128, 100, 10);
     let mut rng = Rng::new(7);
     let data = clustered(n + queries, dims, &mut rng);
     let ds = cat.dataset("recall", "jsonl", "test").await.unwrap();
@@ -281,6 +293,19 @@ async fn pgvector_recall_against_exact_scoring() {
         assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
         found += hits.iter().filter(|h| truth.contains(&h.key)).count();
     }
+    // the planner must use the HNSW index (an exact scan would make this test vacuous)
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN SELECT item FROM {} ORDER BY embedding <=> CAST($1 AS vector) LIMIT 10",
+        index.table()
+    )))
+    .bind(xmodal::index::pgvector::vector_literal(&data[n]))
+    .fetch_all(cat.pool())
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|l| l.contains("_hnsw")),
+        "not an HNSW index scan: {plan:?}"
+    );
     let recall = found as f64 / (queries * k) as f64;
     println!(
         "pgvector recall@{k} at ef_search {}: {recall:.4}",

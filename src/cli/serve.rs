@@ -39,8 +39,9 @@ pub struct ServeArgs {
     /// Largest encoder batch.
     #[arg(long, env = "XMODAL_MAX_BATCH", default_value_t = 32)]
     pub max_batch: usize,
-    /// How long an encoder waits to fill a batch, in milliseconds.
-    #[arg(long, env = "XMODAL_MAX_WAIT_MS", default_value_t = 2)]
+    /// How long an encoder waits to fill a batch, in milliseconds (0: batch whatever queued
+    /// while the previous batch ran; measured best on CPU).
+    #[arg(long, env = "XMODAL_MAX_WAIT_MS", default_value_t = 0)]
     pub max_wait_ms: u64,
     /// Zero-shot head: top ImageNet classes per image.
     #[arg(long, env = "XMODAL_ZERO_SHOT_TOP", default_value_t = 10)]

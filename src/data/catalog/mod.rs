@@ -376,6 +376,34 @@ impl Catalog {
         rows.iter().map(caption_record).collect()
     }
 
+    /// The captions of several images in one query (search results): image id → texts in
+    /// ordinal order. Unknown ids are simply absent.
+    pub async fn captions_of_many(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<(u32, String)>>, CatalogError> {
+        let mut out: std::collections::HashMap<String, Vec<(u32, String)>> = Default::default();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT image_id, ordinal, text FROM captions WHERE image_id IN ({}) ORDER BY image_id, ordinal",
+            placeholders.join(", ")
+        );
+        // only numbered placeholders are formatted in; the ids are bound
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        for r in query.fetch_all(&self.pool).await? {
+            out.entry(r.get::<String, _>(0))
+                .or_default()
+                .push((r.get::<i64, _>(1) as u32, r.get::<String, _>(2)));
+        }
+        Ok(out)
+    }
+
     /// (images, captions) per split of a dataset (or all); images without a split count as "none".
     pub async fn counts(
         &self,

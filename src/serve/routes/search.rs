@@ -40,15 +40,16 @@ pub async fn image_hits(
     hits: Vec<crate::index::Hit>,
     offset: usize,
 ) -> Result<Vec<ImageHit>, ApiError> {
+    // one catalog query for the whole page, not one per hit
+    let keys: Vec<&str> = hits.iter().map(|h| h.key.as_str()).collect();
+    let mut captions_by_image = service.catalog.captions_of_many(&keys).await?;
     let mut results = Vec::with_capacity(hits.len());
     for (i, hit) in hits.into_iter().enumerate() {
-        let id = ImageId::new(hit.key.clone()).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let captions = service
-            .catalog
-            .captions_of(&id)
-            .await?
+        let captions = captions_by_image
+            .remove(&hit.key)
+            .unwrap_or_default()
             .into_iter()
-            .map(|c| c.text)
+            .map(|(_, text)| text)
             .collect();
         results.push(ImageHit {
             rank: offset + i + 1,
@@ -159,24 +160,25 @@ async fn caption_hits(
     hits: Vec<crate::index::Hit>,
     offset: usize,
 ) -> Result<Vec<CaptionHit>, ApiError> {
-    let mut results = Vec::with_capacity(hits.len());
-    for (i, hit) in hits.into_iter().enumerate() {
+    let mut parsed = Vec::with_capacity(hits.len());
+    for hit in &hits {
         let (image_id, ordinal) = hit
             .key
             .rsplit_once('#')
             .ok_or_else(|| ApiError::Internal(format!("bad caption key {}", hit.key)))?;
-        let id =
-            ImageId::new(image_id.to_string()).map_err(|e| ApiError::Internal(e.to_string()))?;
         let ordinal: u32 = ordinal
             .parse()
             .map_err(|_| ApiError::Internal(format!("bad caption key {}", hit.key)))?;
-        let text = service
-            .catalog
-            .captions_of(&id)
-            .await?
-            .into_iter()
-            .find(|c| c.ordinal == ordinal)
-            .map(|c| c.text)
+        parsed.push((image_id.to_string(), ordinal));
+    }
+    let images: Vec<&str> = parsed.iter().map(|(i, _)| i.as_str()).collect();
+    let captions_by_image = service.catalog.captions_of_many(&images).await?;
+    let mut results = Vec::with_capacity(hits.len());
+    for (i, (hit, (image_id, ordinal))) in hits.into_iter().zip(&parsed).enumerate() {
+        let text = captions_by_image
+            .get(image_id)
+            .and_then(|caps| caps.iter().find(|(o, _)| o == ordinal))
+            .map(|(_, t)| t.clone())
             .unwrap_or_default();
         results.push(CaptionHit {
             rank: offset + i + 1,
