@@ -352,28 +352,22 @@ async fn imported_features_train_evaluate_and_serve() {
         ],
     );
     let client = reqwest::Client::new();
-    let r: serde_json::Value = client
-        .post(server.url("/v1/search/text"))
-        .json(&serde_json::json!({"query": "a green tree", "k": 12}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: serde_json::Value = post_json(
+        &client,
+        server.url("/v1/search/text"),
+        serde_json::json!({"query": "a green tree", "k": 12}),
+    )
+    .await;
     let results = r["results"].as_array().unwrap();
     assert_eq!(results.len(), 12, "{r}");
     assert!(results
         .iter()
         .all(|h| h["image_id"].as_str().unwrap().starts_with("f30k_precomp-")));
-    let r: serde_json::Value = client
-        .get(server.url("/v1/images/f30k_precomp-test-000000/captions?k=60"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: serde_json::Value = get_json(
+        &client,
+        server.url("/v1/images/f30k_precomp-test-000000/captions?k=60"),
+    )
+    .await;
     assert_eq!(r["results"].as_array().unwrap().len(), 60, "{r}");
     for (path, body) in [
         ("/v1/search/image", gallery_photo("astronaut")),

@@ -44,15 +44,12 @@ async fn upload(c: &Client, s: &Server, photo: &str, caption: &str) -> String {
 }
 
 async fn search_ids(c: &Client, s: &Server, query: &str, k: usize) -> Vec<String> {
-    let r: Value = c
-        .post(s.url("/v1/search/text"))
-        .json(&serde_json::json!({"query": query, "k": k}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = post_json(
+        c,
+        s.url("/v1/search/text"),
+        serde_json::json!({"query": query, "k": k}),
+    )
+    .await;
     r["results"]
         .as_array()
         .unwrap_or_else(|| panic!("{r}"))
@@ -121,15 +118,12 @@ async fn three_replicas_share_one_database() {
     assert_eq!(ranked_a.len(), 4);
     assert_eq!(ranked_a, search_ids(&client, &b, "a cat", 4).await);
     // paging through another replica continues the same list
-    let page2: Value = client
-        .post(c_replica.url("/v1/search/text"))
-        .json(&serde_json::json!({"query": "a cat", "k": 2, "offset": 2}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page2: Value = post_json(
+        &client,
+        c_replica.url("/v1/search/text"),
+        serde_json::json!({"query": "a cat", "k": 2, "offset": 2}),
+    )
+    .await;
     let page2: Vec<&str> = page2["results"]
         .as_array()
         .unwrap()
@@ -144,14 +138,7 @@ async fn three_replicas_share_one_database() {
             .collect::<Vec<_>>()
     );
     // image → captions through a replica that did not receive the upload
-    let caps: Value = client
-        .get(a.url("/v1/images/rocket/captions?k=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let caps: Value = get_json(&client, a.url("/v1/images/rocket/captions?k=1")).await;
     assert_eq!(caps["results"].as_array().unwrap().len(), 1, "{caps}");
 
     // delete through one, gone through all
@@ -179,14 +166,7 @@ async fn three_replicas_share_one_database() {
     c_replica.kill();
     c_replica = Server::start(&shared, &args);
     assert_eq!(embedding_rows(&cat).await, rows_before);
-    let ready: Value = client
-        .get(c_replica.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = get_json(&client, c_replica.url("/ready")).await;
     assert_eq!(ready["images"], 3, "{ready}");
     assert!(search_ids(&client, &c_replica, "a horse", 3)
         .await

@@ -168,3 +168,25 @@ pub fn gallery_photo(id: &str) -> Vec<u8> {
         .unwrap();
     std::fs::read(file).unwrap()
 }
+
+/// POST a JSON body and read a JSON answer (any status).
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: String,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    client
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// GET and read a JSON answer (any status).
+pub async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}

@@ -11,7 +11,7 @@ use super::super::{
     },
     error::ApiError,
     input::{ApiJson, ApiQuery, ImageBody},
-    service::Service,
+    service::{Service, Space},
     state::AppState,
 };
 use crate::{data::ImageId, index::Query};
@@ -135,9 +135,7 @@ pub async fn captions_for_image(
     let page = Page::new(params.k, params.offset, params.min_score)?;
     let service = state.service()?;
     let space = service.space(params.model.as_deref())?;
-    let id = super::images::parse_id(&id)?;
-    let features = stored_image_features(&service, &id).await?;
-    let q = space.project_image(features)?;
+    let (_, q) = stored_image_query(&service, space, &id).await?;
     let hits = space.captions.search(&q, query(page)).await?;
     Ok(Json(CaptionResults {
         results: caption_hits(&service, hits, page.offset).await?,
@@ -146,12 +144,20 @@ pub async fn captions_for_image(
     }))
 }
 
-async fn stored_image_features(service: &Service, id: &ImageId) -> Result<Vec<f32>, ApiError> {
-    service
+/// An indexed image as a query: its stored features projected into `space`.
+async fn stored_image_query(
+    service: &Service,
+    space: &Space,
+    raw_id: &str,
+) -> Result<(ImageId, Vec<f32>), ApiError> {
+    let id = super::images::parse_id(raw_id)?;
+    let features = service
         .catalog
         .vector(&service.image_spec.id().0, id.as_str())
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no image with id {:?}", id.as_str())))
+        .ok_or_else(|| ApiError::NotFound(format!("no image with id {:?}", id.as_str())))?;
+    let q = space.project_image(features)?;
+    Ok((id, q))
 }
 
 /// Caption hits with their texts, ranked from `offset + 1`.
@@ -203,9 +209,7 @@ pub async fn similar(
     let page = Page::new(params.k, params.offset, params.min_score)?;
     let service = state.service()?;
     let space = service.space(params.model.as_deref())?;
-    let id = super::images::parse_id(&id)?;
-    let features = stored_image_features(&service, &id).await?;
-    let q = space.project_image(features)?;
+    let (id, q) = stored_image_query(&service, space, &id).await?;
     // one extra, since the image itself is its own nearest neighbour
     let hits: Vec<_> = space
         .images
