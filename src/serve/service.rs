@@ -3,7 +3,7 @@
 //! rebuilt if not, then reconciled with the catalog, which is the source of truth).
 
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -443,7 +443,9 @@ async fn fill_vectors(
 }
 
 /// Load the index for one side if it matches `space`, else build it; then reconcile it with the
-/// catalog's stored vectors and save it if anything changed.
+/// catalog (the source of truth) and save it if anything changed. A loaded index is reconciled by
+/// keys, fetching only the vectors it lacks: a restart does not hold every stored vector in
+/// memory at once.
 async fn open_index(
     catalog: &Catalog,
     dir: &Path,
@@ -453,49 +455,78 @@ async fn open_index(
     log: &(dyn Fn(&str) + Sync),
     project: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
 ) -> anyhow::Result<VectorIndex> {
-    let stored = catalog.vectors(&spec.id().0).await?;
-    let mut truth: HashMap<String, Vec<f32>> = HashMap::with_capacity(stored.len());
-    for chunk in stored.chunks(4096) {
-        let dims = chunk[0].vector.len();
-        let flat: Vec<f32> = chunk
-            .iter()
-            .flat_map(|v| v.vector.iter().copied())
-            .collect();
-        let projected: Vec<Vec<f32>> =
-            project(&Tensor::from_vec(flat, (chunk.len(), dims), &Device::Cpu)?)?.to_vec2()?;
-        truth.extend(chunk.iter().map(|v| v.item.clone()).zip(projected));
-    }
-    let dims = truth.values().next().map(Vec::len);
-    let index = match VectorIndex::load(dir, space) {
-        Ok(index) if dims.is_none_or(|d| d == index.dims()) => index,
-        result => {
-            if let Err(e) = result {
-                log(&format!("{e}; building it from the catalog"));
+    let set = spec.id().0;
+    let out_dims = project_dims(&project, spec.dims)?;
+    match VectorIndex::load(dir, space) {
+        Ok(index) if index.dims() == out_dims => {
+            let truth: HashSet<String> = catalog.vector_items(&set).await?.into_iter().collect();
+            let have: HashSet<String> = index.keys().into_iter().collect();
+            let gone: Vec<&String> = have.difference(&truth).collect();
+            for key in &gone {
+                index.remove(key);
             }
-            let mut items: Vec<(String, Vec<f32>)> =
-                truth.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            items.sort_by(|a, b| a.0.cmp(&b.0));
-            let dims = dims.unwrap_or(spec.dims);
-            let dims = if items.is_empty() {
-                project_dims(&project, spec.dims)?
-            } else {
-                dims
-            };
-            let index =
-                VectorIndex::build(dims, params, items, &|_| {}).map_err(anyhow::Error::msg)?;
-            index.save(dir, space)?;
-            return Ok(index);
+            let mut missing: Vec<String> = truth.difference(&have).cloned().collect();
+            missing.sort();
+            for chunk in missing.chunks(2048) {
+                let stored = catalog.vectors_of(&set, chunk).await?;
+                for (key, v) in project_stored(&stored, &project)? {
+                    index.upsert(&key, &v).map_err(anyhow::Error::msg)?;
+                }
+            }
+            if !gone.is_empty() || !missing.is_empty() {
+                log(&format!(
+                    "{}: reconciled with the catalog (+{}, -{})",
+                    dir.display(),
+                    missing.len(),
+                    gone.len()
+                ));
+                index.save(dir, space)?;
+            }
+            Ok(index)
         }
-    };
-    let (added, removed) = index.reconcile(&truth).map_err(anyhow::Error::msg)?;
-    if added + removed > 0 {
-        log(&format!(
-            "{}: reconciled with the catalog (+{added}, -{removed})",
-            dir.display()
-        ));
-        index.save(dir, space)?;
+        result => {
+            match result {
+                Err(e) => log(&format!("{e}; building it from the catalog")),
+                Ok(_) => log(&format!(
+                    "{}: built for other embedding dims; rebuilding",
+                    dir.display()
+                )),
+            }
+            let stored = catalog.vectors(&set).await?;
+            let mut items: Vec<(String, Vec<f32>)> = Vec::with_capacity(stored.len());
+            for chunk in stored.chunks(4096) {
+                items.extend(project_stored(chunk, &project)?);
+            }
+            drop(stored);
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            let index =
+                VectorIndex::build(out_dims, params, items, &|_| {}).map_err(anyhow::Error::msg)?;
+            index.save(dir, space)?;
+            Ok(index)
+        }
     }
-    Ok(index)
+}
+
+/// Stored feature rows → (item, projected embedding).
+fn project_stored(
+    stored: &[StoredVector],
+    project: &impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<Vec<(String, Vec<f32>)>> {
+    let Some(first) = stored.first() else {
+        return Ok(Vec::new());
+    };
+    let dims = first.vector.len();
+    let flat: Vec<f32> = stored
+        .iter()
+        .flat_map(|v| v.vector.iter().copied())
+        .collect();
+    let projected: Vec<Vec<f32>> =
+        project(&Tensor::from_vec(flat, (stored.len(), dims), &Device::Cpu)?)?.to_vec2()?;
+    Ok(stored
+        .iter()
+        .map(|v| v.item.clone())
+        .zip(projected)
+        .collect())
 }
 
 /// The projector's output width, probed with a zero input (an empty collection has no vectors).

@@ -502,6 +502,16 @@ async fn write_vectors(
     Ok(())
 }
 
+fn stored_vector(r: &sqlx::any::AnyRow) -> Result<StoredVector, CatalogError> {
+    Ok(StoredVector {
+        feature_set: r.get(0),
+        item: r.get(1),
+        image_id: ImageId::new(r.get::<String, _>(2))
+            .map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+        vector: from_blob(&r.get::<Vec<u8>, _>(3)),
+    })
+}
+
 fn from_blob(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -570,16 +580,33 @@ impl Catalog {
     /// Every stored vector of a feature set.
     pub async fn vectors(&self, feature_set: &str) -> Result<Vec<StoredVector>, CatalogError> {
         let rows = sqlx::query("SELECT feature_set, item, image_id, vector FROM vectors WHERE feature_set = $1 ORDER BY item").bind(feature_set).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredVector {
-                    feature_set: r.get(0),
-                    item: r.get(1),
-                    image_id: ImageId::new(r.get::<String, _>(2))
-                        .map_err(|e| CatalogError::Corrupt(e.to_string()))?,
-                    vector: from_blob(&r.get::<Vec<u8>, _>(3)),
-                })
-            })
+        rows.iter().map(stored_vector).collect()
+    }
+
+    /// The stored vectors of some items of a feature set (at most a few thousand per call).
+    pub async fn vectors_of(
+        &self,
+        feature_set: &str,
+        items: &[String],
+    ) -> Result<Vec<StoredVector>, CatalogError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (2..items.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT feature_set, item, image_id, vector FROM vectors WHERE feature_set = $1 AND item IN ({}) ORDER BY item",
+            placeholders.join(", ")
+        );
+        // only numbered placeholders are formatted in; the values are bound
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(feature_set);
+        for item in items {
+            query = query.bind(item);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(stored_vector)
             .collect()
     }
 
