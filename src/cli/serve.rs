@@ -51,7 +51,7 @@ pub struct ServeArgs {
     pub index_m: usize,
     #[arg(long, env = "XMODAL_INDEX_EF_CONSTRUCTION", default_value_t = 200)]
     pub index_ef_construction: usize,
-    #[arg(long, env = "XMODAL_INDEX_EF_SEARCH", default_value_t = 64)]
+    #[arg(long, env = "XMODAL_INDEX_EF_SEARCH", default_value_t = 96)]
     pub index_ef_search: usize,
 }
 

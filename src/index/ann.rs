@@ -27,7 +27,9 @@ impl Default for IndexParams {
         Self {
             m: 16,
             ef_construction: 200,
-            ef_search: 64,
+            // 64 measured 0.9935-0.9945 recall@10 on the 50k test set, and parallel builds vary:
+            // 96 keeps a margin above 0.99 for a fraction of a millisecond per query.
+            ef_search: 96,
             exact_below: 2048,
         }
     }
