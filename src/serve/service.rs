@@ -209,68 +209,32 @@ impl Service {
                         .unwrap_or_else(|_| "heads".into()),
                 )
             };
-            let (images, captions) = if catalog.backend() == Backend::Postgres {
-                let dims = project_dims(&|m: &Tensor| projector.images(m), image_spec.dims)?;
-                (
-                    SearchIndex::Postgres(
-                        PgVectorIndex::open(
-                            &catalog,
-                            TableSpec {
-                                space_id: &id,
-                                side: "images",
-                                dims,
-                                feature_set: &image_spec.id().0,
-                            },
-                            config.index,
-                            log,
-                            |m| projector.images(m),
-                        )
-                        .await?,
-                    ),
-                    SearchIndex::Postgres(
-                        PgVectorIndex::open(
-                            &catalog,
-                            TableSpec {
-                                space_id: &id,
-                                side: "captions",
-                                dims,
-                                feature_set: &text_spec.id().0,
-                            },
-                            config.index,
-                            log,
-                            |m| projector.texts(m),
-                        )
-                        .await?,
-                    ),
-                )
-            } else {
-                (
-                    SearchIndex::Memory(
-                        open_index(
-                            &catalog,
-                            &index_dir.join("images"),
-                            &image_spec,
-                            &id,
-                            config.index,
-                            log,
-                            |m| projector.images(m),
-                        )
-                        .await?,
-                    ),
-                    SearchIndex::Memory(
-                        open_index(
-                            &catalog,
-                            &index_dir.join("captions"),
-                            &text_spec,
-                            &id,
-                            config.index,
-                            log,
-                            |m| projector.texts(m),
-                        )
-                        .await?,
-                    ),
-                )
-            };
+            let images = open_side(
+                &catalog,
+                Side {
+                    name: "images",
+                    dir: &index_dir,
+                    spec: &image_spec,
+                },
+                &id,
+                config.index,
+                log,
+                |m| projector.images(m),
+            )
+            .await?;
+            let captions = open_side(
+                &catalog,
+                Side {
+                    name: "captions",
+                    dir: &index_dir,
+                    spec: &text_spec,
+                },
+                &id,
+                config.index,
+                log,
+                |m| projector.texts(m),
+            )
+            .await?;
             spaces.push(Space {
                 name,
                 model,
@@ -440,6 +404,38 @@ async fn fill_vectors(
         }
     }
     Ok(())
+}
+
+/// One searchable side of a space: its name, the space's index directory, its feature set.
+struct Side<'a> {
+    name: &'static str,
+    dir: &'a Path,
+    spec: &'a FeatureSpec,
+}
+
+/// The index of one side on this deployment's backend: pgvector tables shared by replicas on
+/// Postgres, the in-process HNSW under the data directory otherwise.
+async fn open_side(
+    catalog: &Catalog,
+    side: Side<'_>,
+    space_id: &str,
+    params: IndexParams,
+    log: &(dyn Fn(&str) + Sync),
+    project: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> anyhow::Result<SearchIndex> {
+    if catalog.backend() == Backend::Postgres {
+        let table = TableSpec {
+            space_id,
+            side: side.name,
+            dims: project_dims(&project, side.spec.dims)?,
+            feature_set: &side.spec.id().0,
+        };
+        let index = PgVectorIndex::open(catalog, table, params, log, project).await?;
+        return Ok(SearchIndex::Postgres(index));
+    }
+    let dir = side.dir.join(side.name);
+    let index = open_index(catalog, &dir, side.spec, space_id, params, log, project).await?;
+    Ok(SearchIndex::Memory(index))
 }
 
 /// Load the index for one side if it matches `space`, else build it; then reconcile it with the
