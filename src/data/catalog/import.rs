@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Catalog, CatalogError, FeatureSetRow, NewImage};
+use super::{insert_captions, write_feature_set, Catalog, CatalogError, FeatureSetRow, NewImage};
 use crate::data::Split;
 
 /// What an import did to the catalog.
@@ -62,14 +62,7 @@ impl Catalog {
             .bind(img.split.map(Split::as_str))
             .execute(&mut *tx)
             .await?;
-            for (ordinal, text) in img.captions.iter().enumerate() {
-                sqlx::query("INSERT INTO captions (image_id, ordinal, text) VALUES ($1, $2, $3)")
-                    .bind(img.id.as_str())
-                    .bind(ordinal as i64)
-                    .bind(text)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_captions(&mut tx, img).await?;
             outcome.inserted += 1;
         }
         if !outcome.conflicts.is_empty() {
@@ -78,18 +71,7 @@ impl Catalog {
             outcome.existing = 0;
             return Ok(outcome);
         }
-        sqlx::query(
-            "INSERT INTO feature_sets (id, encoder, modality, manifest_sha256, dims, options) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT(id) DO NOTHING",
-        )
-        .bind(&feature_set.id)
-        .bind(&feature_set.encoder)
-        .bind(&feature_set.modality)
-        .bind(&feature_set.manifest_sha256)
-        .bind(feature_set.dims as i64)
-        .bind(&feature_set.options)
-        .execute(&mut *tx)
-        .await?;
+        write_feature_set(&mut *tx, feature_set).await?;
         tx.commit().await?;
         Ok(outcome)
     }

@@ -302,16 +302,7 @@ impl Catalog {
                     .bind(img.id.as_str())
                     .execute(&mut *tx)
                     .await?;
-                for (ordinal, text) in img.captions.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO captions (image_id, ordinal, text) VALUES ($1, $2, $3)",
-                    )
-                    .bind(img.id.as_str())
-                    .bind(ordinal as i64)
-                    .bind(text)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                insert_captions(&mut tx, img).await?;
             }
             outcomes.push(if existing.is_some() {
                 Upsert::Updated
@@ -430,19 +421,7 @@ impl Catalog {
 
     /// Record a feature set (idempotent).
     pub async fn register_feature_set(&self, fs: &FeatureSetRow) -> Result<(), CatalogError> {
-        sqlx::query(
-            "INSERT INTO feature_sets (id, encoder, modality, manifest_sha256, dims, options) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT(id) DO NOTHING",
-        )
-        .bind(&fs.id)
-        .bind(&fs.encoder)
-        .bind(&fs.modality)
-        .bind(&fs.manifest_sha256)
-        .bind(fs.dims as i64)
-        .bind(&fs.options)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        write_feature_set(&self.pool, fs).await
     }
 
     pub async fn feature_sets(&self) -> Result<Vec<FeatureSetRow>, CatalogError> {
@@ -484,6 +463,42 @@ fn to_blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// An image's captions, numbered from 0, inside the caller's transaction.
+async fn insert_captions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    image: &NewImage,
+) -> Result<(), CatalogError> {
+    for (ordinal, text) in image.captions.iter().enumerate() {
+        sqlx::query("INSERT INTO captions (image_id, ordinal, text) VALUES ($1, $2, $3)")
+            .bind(image.id.as_str())
+            .bind(ordinal as i64)
+            .bind(text)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Record a feature set (idempotent), on the pool or inside a transaction.
+async fn write_feature_set<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    fs: &FeatureSetRow,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "INSERT INTO feature_sets (id, encoder, modality, manifest_sha256, dims, options) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT(id) DO NOTHING",
+    )
+    .bind(&fs.id)
+    .bind(&fs.encoder)
+    .bind(&fs.modality)
+    .bind(&fs.manifest_sha256)
+    .bind(fs.dims as i64)
+    .bind(&fs.options)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 /// Store (or replace) vectors inside the caller's transaction.
 async fn write_vectors(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -502,7 +517,8 @@ async fn write_vectors(
     Ok(())
 }
 
-fn stored_vector(r: &sqlx::any::AnyRow) -> Result<StoredVector, CatalogError> {
+/// A `vectors` row (feature_set, item, image_id, vector) read back.
+pub fn stored_vector(r: &sqlx::any::AnyRow) -> Result<StoredVector, CatalogError> {
     Ok(StoredVector {
         feature_set: r.get(0),
         item: r.get(1),
@@ -546,14 +562,7 @@ impl Catalog {
             .bind(image.split.map(Split::as_str))
             .execute(&mut *tx)
             .await?;
-        for (ordinal, text) in image.captions.iter().enumerate() {
-            sqlx::query("INSERT INTO captions (image_id, ordinal, text) VALUES ($1, $2, $3)")
-                .bind(image.id.as_str())
-                .bind(ordinal as i64)
-                .bind(text)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_captions(&mut tx, image).await?;
         write_vectors(&mut tx, vectors).await?;
         for row in linked {
             let [a, b, c] = &row.params;
