@@ -261,23 +261,33 @@ impl VectorIndex {
     /// Make the index agree with the catalog: `truth` maps every key that should be searchable
     /// to its vector. Returns (inserted, removed).
     pub fn reconcile(&self, truth: &HashMap<String, Vec<f32>>) -> Result<(usize, usize), String> {
+        let keys: HashSet<&str> = truth.keys().map(String::as_str).collect();
+        let (missing, removed) = self.reconcile_keys(&keys);
+        for k in &missing {
+            self.upsert(k, &truth[k])?;
+        }
+        Ok((missing.len(), removed))
+    }
+
+    /// Remove entries whose key is not in `truth`; return the keys of `truth` the index lacks
+    /// (sorted) and how many entries were removed. Callers then insert the missing vectors, so
+    /// only those need to be read.
+    pub fn reconcile_keys(&self, truth: &HashSet<&str>) -> (Vec<String>, usize) {
         let extra: Vec<String> = self
             .keys()
             .into_iter()
-            .filter(|k| !truth.contains_key(k))
+            .filter(|k| !truth.contains(k.as_str()))
             .collect();
         for k in &extra {
             self.remove(k);
         }
-        let mut inserted = 0;
-        let mut missing: Vec<(&String, &Vec<f32>)> =
-            truth.iter().filter(|(k, _)| !self.contains(k)).collect();
-        missing.sort_by(|a, b| a.0.cmp(b.0));
-        for (k, v) in missing {
-            self.upsert(k, v)?;
-            inserted += 1;
-        }
-        Ok((inserted, extra.len()))
+        let mut missing: Vec<String> = truth
+            .iter()
+            .filter(|k| !self.contains(k))
+            .map(|k| k.to_string())
+            .collect();
+        missing.sort();
+        (missing, extra.len())
     }
 }
 
@@ -290,4 +300,30 @@ impl SearchWith<'_> {
     pub fn search(&self, q: &[f32], query: Query) -> Vec<Hit> {
         self.index.search_ef(q, query, self.ef_search)
     }
+}
+
+/// Stored feature rows → (item, projected embedding).
+pub fn project_stored(
+    stored: &[crate::data::catalog::StoredVector],
+    project: &impl Fn(&candle_core::Tensor) -> candle_core::Result<candle_core::Tensor>,
+) -> candle_core::Result<Vec<(String, Vec<f32>)>> {
+    let Some(first) = stored.first() else {
+        return Ok(Vec::new());
+    };
+    let dims = first.vector.len();
+    let flat: Vec<f32> = stored
+        .iter()
+        .flat_map(|v| v.vector.iter().copied())
+        .collect();
+    let projected: Vec<Vec<f32>> = project(&candle_core::Tensor::from_vec(
+        flat,
+        (stored.len(), dims),
+        &candle_core::Device::Cpu,
+    )?)?
+    .to_vec2()?;
+    Ok(stored
+        .iter()
+        .map(|v| v.item.clone())
+        .zip(projected)
+        .collect())
 }

@@ -7,12 +7,16 @@
 
 use std::time::Duration;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
+use super::project_stored;
 use super::{ann::IndexParams, Hit, Query};
-use crate::data::{catalog::is_transient, Catalog, CatalogError};
+use crate::data::{
+    catalog::{is_transient, stored_vector},
+    Catalog, CatalogError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgIndexError {
@@ -118,7 +122,7 @@ impl PgVectorIndex {
         .execute(&mut *tx)
         .await?;
         let missing = sqlx::query(AssertSqlSafe(format!(
-            "SELECT v.item, v.image_id, v.vector FROM vectors v LEFT JOIN {table} e ON e.item = v.item
+            "SELECT v.feature_set, v.item, v.image_id, v.vector FROM vectors v LEFT JOIN {table} e ON e.item = v.item
              WHERE v.feature_set = $1 AND e.item IS NULL ORDER BY v.item"
         )))
         .bind(feature_set)
@@ -132,29 +136,14 @@ impl PgVectorIndex {
         }
         let insert = insert_statement(&table);
         for chunk in missing.chunks(FILL_BATCH) {
-            let rows: Vec<(String, String, Vec<f32>)> = chunk
+            let stored = chunk
                 .iter()
-                .map(|r| {
-                    let blob: Vec<u8> = r.get(2);
-                    let v = blob
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
-                    (r.get(0), r.get(1), v)
-                })
-                .collect();
-            let in_dims = rows[0].2.len();
-            let flat: Vec<f32> = rows.iter().flat_map(|r| r.2.iter().copied()).collect();
-            let projected: Vec<Vec<f32>> = project(&Tensor::from_vec(
-                flat,
-                (rows.len(), in_dims),
-                &Device::Cpu,
-            )?)?
-            .to_vec2()?;
-            for ((item, image_id, _), e) in rows.iter().zip(projected) {
+                .map(stored_vector)
+                .collect::<Result<Vec<_>, _>>()?;
+            for (v, (item, e)) in stored.iter().zip(project_stored(&stored, &project)?) {
                 sqlx::query(AssertSqlSafe(insert.clone()))
                     .bind(item)
-                    .bind(image_id)
+                    .bind(v.image_id.as_str())
                     .bind(vector_literal(&e))
                     .execute(&mut *tx)
                     .await?;

@@ -3,7 +3,6 @@
 //! rebuilt if not, then reconciled with the catalog, which is the source of truth).
 
 use std::{
-    collections::HashSet,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -25,7 +24,7 @@ use crate::{
     },
     index::{
         pgvector::{PgVectorIndex, TableSpec},
-        IndexParams, SearchIndex, VectorIndex,
+        project_stored, IndexParams, SearchIndex, VectorIndex,
     },
     project::{ConSE, Projector, Score, TrainedHeads, HEADS_CONFIG, HEADS_WEIGHTS},
 };
@@ -455,26 +454,20 @@ async fn open_index(
     let out_dims = project_dims(&project, spec.dims)?;
     match VectorIndex::load(dir, space) {
         Ok(index) if index.dims() == out_dims => {
-            let truth: HashSet<String> = catalog.vector_items(&set).await?.into_iter().collect();
-            let have: HashSet<String> = index.keys().into_iter().collect();
-            let gone: Vec<&String> = have.difference(&truth).collect();
-            for key in &gone {
-                index.remove(key);
-            }
-            let mut missing: Vec<String> = truth.difference(&have).cloned().collect();
-            missing.sort();
+            let items = catalog.vector_items(&set).await?;
+            let (missing, removed) =
+                index.reconcile_keys(&items.iter().map(String::as_str).collect());
             for chunk in missing.chunks(2048) {
                 let stored = catalog.vectors_of(&set, chunk).await?;
                 for (key, v) in project_stored(&stored, &project)? {
                     index.upsert(&key, &v).map_err(anyhow::Error::msg)?;
                 }
             }
-            if !gone.is_empty() || !missing.is_empty() {
+            if removed > 0 || !missing.is_empty() {
                 log(&format!(
-                    "{}: reconciled with the catalog (+{}, -{})",
+                    "{}: reconciled with the catalog (+{}, -{removed})",
                     dir.display(),
                     missing.len(),
-                    gone.len()
                 ));
                 index.save(dir, space)?;
             }
@@ -501,28 +494,6 @@ async fn open_index(
             Ok(index)
         }
     }
-}
-
-/// Stored feature rows → (item, projected embedding).
-fn project_stored(
-    stored: &[StoredVector],
-    project: &impl Fn(&Tensor) -> candle_core::Result<Tensor>,
-) -> candle_core::Result<Vec<(String, Vec<f32>)>> {
-    let Some(first) = stored.first() else {
-        return Ok(Vec::new());
-    };
-    let dims = first.vector.len();
-    let flat: Vec<f32> = stored
-        .iter()
-        .flat_map(|v| v.vector.iter().copied())
-        .collect();
-    let projected: Vec<Vec<f32>> =
-        project(&Tensor::from_vec(flat, (stored.len(), dims), &Device::Cpu)?)?.to_vec2()?;
-    Ok(stored
-        .iter()
-        .map(|v| v.item.clone())
-        .zip(projected)
-        .collect())
 }
 
 /// The projector's output width, probed with a zero input (an empty collection has no vectors).
