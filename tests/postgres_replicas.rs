@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::{postgres::Postgres, *};
-use reqwest::{multipart, Client, StatusCode};
+use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use xmodal::{
     data::{
@@ -21,27 +21,6 @@ use xmodal::{
     },
     rng::Rng,
 };
-
-async fn upload(c: &Client, s: &Server, photo: &str, caption: &str) -> String {
-    let form = multipart::Form::new()
-        .part(
-            "image",
-            multipart::Part::bytes(gallery_photo(photo)).file_name("x"),
-        )
-        .text("caption", caption.to_string())
-        .text("id", photo.to_string());
-    let r = c
-        .post(s.url("/v1/images"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().await.unwrap()["image_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 async fn search_ids(c: &Client, s: &Server, query: &str, k: usize) -> Vec<String> {
     let r: Value = post_json(
@@ -100,7 +79,10 @@ async fn three_replicas_share_one_database() {
     ];
     for (i, (photo, caption)) in photos.iter().enumerate() {
         let via = [&a, &b, &c_replica][i % 3];
-        assert_eq!(upload(&client, via, photo, caption).await, *photo);
+        assert_eq!(
+            upload(&client, via, photo, &[caption], Some(photo)).await,
+            *photo
+        );
         // visible through every replica at once
         for s in [&a, &b, &c_replica] {
             let ids = search_ids(&client, s, caption, 10).await;

@@ -7,40 +7,6 @@ use common::*;
 use reqwest::{multipart, Client, StatusCode};
 use serde_json::{json, Value};
 
-fn upload_form(photo: &str, captions: &[&str], id: Option<&str>) -> multipart::Form {
-    let mut form = multipart::Form::new().part(
-        "image",
-        multipart::Part::bytes(gallery_photo(photo)).file_name("x"),
-    );
-    for c in captions {
-        form = form.text("caption", c.to_string());
-    }
-    if let Some(id) = id {
-        form = form.text("id", id.to_string());
-    }
-    form
-}
-
-async fn upload(
-    client: &Client,
-    s: &Server,
-    photo: &str,
-    captions: &[&str],
-    id: Option<&str>,
-) -> String {
-    let r = client
-        .post(s.url("/v1/images"))
-        .multipart(upload_form(photo, captions, id))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().await.unwrap()["image_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn expect_error(r: reqwest::Response, status: StatusCode, code: &str) {
     assert_eq!(r.status(), status, "{:?}", r.url().path());
     let body: Value = r.json().await.expect("error bodies are JSON");

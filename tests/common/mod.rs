@@ -190,3 +190,39 @@ pub async fn post_json(
 pub async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
+
+/// A multipart upload of a gallery photo with captions and an optional id.
+pub fn upload_form(photo: &str, captions: &[&str], id: Option<&str>) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new().part(
+        "image",
+        reqwest::multipart::Part::bytes(gallery_photo(photo)).file_name("x"),
+    );
+    for c in captions {
+        form = form.text("caption", c.to_string());
+    }
+    if let Some(id) = id {
+        form = form.text("id", id.to_string());
+    }
+    form
+}
+
+/// Upload and expect 201; returns the image id.
+pub async fn upload(
+    client: &reqwest::Client,
+    s: &Server,
+    photo: &str,
+    captions: &[&str],
+    id: Option<&str>,
+) -> String {
+    let r = client
+        .post(s.url("/v1/images"))
+        .multipart(upload_form(photo, captions, id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    r.json::<serde_json::Value>().await.unwrap()["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
