@@ -1,6 +1,7 @@
-//! xmodal's index against exact search, hnswlib and faiss on the same data and parameters, in one
-//! run: 50k clustered 512-d unit vectors, 1000 queries, M=16, ef_construction=200; build with 2
-//! threads, search with one. `cargo bench --bench index [-- --n 50000 --queries 1000]`
+//! xmodal's index against exact search, hnsw_rs (the crate it replaced), hnswlib and faiss on the
+//! same data and parameters, in one run: 50k clustered 512-d unit vectors, 1000 queries, M=16,
+//! ef_construction=200; build with 2 threads, search with one.
+//! `cargo bench --bench index [-- --n 50000 --queries 1000]`
 //! The Python side is scripts/bench_index_reference.py (XMODAL_REF_PYTHON, as benches/encoders).
 
 use std::{collections::HashSet, io::Write, time::Instant};
@@ -109,6 +110,8 @@ fn main() {
         ));
     }
 
+    let (rs_build, rs) = hnsw_rs_reference(base, queries, &truth, &efs);
+
     // the references, on the same vectors
     let dir = std::env::temp_dir().join(format!("xmodal-index-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -156,8 +159,15 @@ fn main() {
     );
     println!("|---|---|{}", "---|".repeat(efs.len()));
     println!(
-        "| xmodal (hnsw_rs) | {build:.1} | {} |",
+        "| xmodal | {build:.1} | {} |",
         ours.iter()
+            .map(|(_, r, q)| format!("{r:.4} / {q:.0}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!(
+        "| hnsw_rs 0.3.5 (simdeez) | {rs_build:.1} | {} |",
+        rs.iter()
             .map(|(_, r, q)| format!("{r:.4} / {q:.0}"))
             .collect::<Vec<_>>()
             .join(" | ")
@@ -192,4 +202,40 @@ fn main() {
     if let Some(h) = reference["hnswlib"]["build_s"].as_f64() {
         println!("build time ratio xmodal / hnswlib: {:.2}", build / h);
     }
+}
+
+/// hnsw_rs with the settings xmodal used before its own graph: DistDot, max layer 16, parallel
+/// insertion on rayon's threads.
+fn hnsw_rs_reference(
+    base: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    truth: &[Vec<usize>],
+    efs: &[usize],
+) -> (f64, Vec<(usize, f64, f64)>) {
+    use hnsw_rs::{hnsw::Hnsw, prelude::DistDot};
+    let started = Instant::now();
+    let graph: Hnsw<f32, DistDot> = Hnsw::new(16, base.len(), 16, 200, DistDot);
+    let refs: Vec<(&Vec<f32>, usize)> = base.iter().enumerate().map(|(i, v)| (v, i)).collect();
+    graph.parallel_insert(&refs);
+    let build = started.elapsed().as_secs_f64();
+    let rows = efs
+        .iter()
+        .map(|&ef| {
+            let started = Instant::now();
+            let mut hits = 0;
+            for (q, t) in queries.iter().zip(truth) {
+                hits += graph
+                    .search(q, 10, ef)
+                    .iter()
+                    .filter(|n| t.contains(&n.d_id))
+                    .count();
+            }
+            (
+                ef,
+                hits as f64 / (10 * queries.len()) as f64,
+                queries.len() as f64 / started.elapsed().as_secs_f64(),
+            )
+        })
+        .collect();
+    (build, rows)
 }

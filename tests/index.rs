@@ -124,20 +124,25 @@ fn corrupt_stale_or_missing_files_are_detected() {
         VectorIndex::load(&dir, "heads-b"),
         Err(StoreError::Stale { .. })
     ));
-    // flip one byte of the graph data
-    let data_file = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".hnsw.data"))
-        .unwrap();
-    let mut bytes = std::fs::read(&data_file).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    std::fs::write(&data_file, bytes).unwrap();
-    assert!(matches!(
-        VectorIndex::load(&dir, "heads-a"),
-        Err(StoreError::Corrupt { .. })
-    ));
+    // flip one byte of the graph, then of the vectors
+    for name in ["graph.u32", "vectors.f32"] {
+        VectorIndex::build(32, IndexParams::default(), items(&data), &|_| {})
+            .unwrap()
+            .save(&dir, "heads-a")
+            .unwrap();
+        let file = dir.join(name);
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(&file, bytes).unwrap();
+        assert!(
+            matches!(
+                VectorIndex::load(&dir, "heads-a"),
+                Err(StoreError::Corrupt { .. })
+            ),
+            "{name}"
+        );
+    }
     // a truncated key file
     VectorIndex::build(32, IndexParams::default(), items(&data), &|_| {})
         .unwrap()

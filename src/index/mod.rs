@@ -6,6 +6,8 @@
 //! corrupt, and reconciled with the catalog (insert what is missing, delete what is gone).
 
 pub mod ann;
+mod dot;
+mod hnsw;
 pub mod pgvector;
 mod search;
 mod store;
@@ -15,8 +17,9 @@ use std::{
     sync::RwLock,
 };
 
+use ann::Ann;
 pub use ann::IndexParams;
-use ann::{new_graph, Ann};
+use hnsw::Hnsw;
 pub use search::SearchIndex;
 pub use store::StoreError;
 
@@ -81,15 +84,7 @@ impl VectorIndex {
         {
             let mut inner = index.inner.write().expect("index lock");
             let n = items.len();
-            inner.ann = if n >= params.exact_below {
-                Ann::Graph(Box::new(new_graph(&params, n)))
-            } else {
-                Ann::Exact {
-                    dims,
-                    vectors: Vec::with_capacity(n * dims),
-                }
-            };
-            let mut vectors = Vec::with_capacity(n);
+            let mut vectors = Vec::with_capacity(n * dims);
             for (id, (key, v)) in items.into_iter().enumerate() {
                 if v.len() != dims {
                     return Err(format!(
@@ -101,24 +96,20 @@ impl VectorIndex {
                     inner.dead.insert(old); // a repeated key: the later one wins
                 }
                 inner.keys.push(key);
-                vectors.push((v, id));
+                vectors.extend_from_slice(&v);
             }
-            match &mut inner.ann {
-                Ann::Graph(g) => {
-                    for chunk in vectors.chunks(4096) {
-                        let refs: Vec<(&[f32], usize)> =
-                            chunk.iter().map(|(v, id)| (v.as_slice(), *id)).collect();
-                        g.parallel_insert_slice(&refs);
-                        progress(chunk.len() as u64);
-                    }
-                }
-                ann @ Ann::Exact { .. } => {
-                    for (v, id) in &vectors {
-                        ann.insert(*id, v);
-                    }
-                    progress(vectors.len() as u64);
-                }
-            }
+            inner.ann = if n >= params.exact_below {
+                Ann::Graph(Box::new(Hnsw::build(
+                    dims,
+                    params.m,
+                    params.ef_construction,
+                    vectors,
+                    progress,
+                )))
+            } else {
+                progress(n as u64);
+                Ann::Exact { dims, vectors }
+            };
         }
         Ok(index)
     }
@@ -173,7 +164,7 @@ impl VectorIndex {
             inner.dead.insert(old);
         }
         inner.keys.push(key.to_string());
-        inner.ann.insert(id, v);
+        inner.ann.insert(v);
         // outgrew exact search: move to a graph
         if let Ann::Exact { .. } = inner.ann {
             if inner.keys.len() >= self.params.exact_below {

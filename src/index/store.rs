@@ -8,14 +8,20 @@ use std::{
     sync::RwLock,
 };
 
-use hnsw_rs::{api::AnnT, hnswio::HnswIo, prelude::DistDot};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{ann::Ann, IndexParams, Inner, VectorIndex};
+use super::{
+    ann::Ann,
+    hnsw::{Entry, Hnsw, Parts},
+    IndexParams, Inner, VectorIndex,
+};
 
-pub const FORMAT: u32 = 1;
-const GRAPH_BASENAME: &str = "graph";
+/// 2: our own HNSW layout (format 1 held hnsw_rs dumps; those are rebuilt from the catalog).
+pub const FORMAT: u32 = 2;
+const VECTORS: &str = "vectors.f32";
+const GRAPH: &str = "graph.u32";
+const GRAPH_MAGIC: u32 = u32::from_le_bytes(*b"XMHG");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -79,17 +85,12 @@ impl VectorIndex {
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         let kind = match &inner.ann {
             Ann::Exact { vectors, .. } => {
-                let bytes: Vec<u8> = vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
-                let path = tmp.join("vectors.f32");
-                std::fs::write(&path, bytes).map_err(io(&path))?;
+                write_words(&tmp.join(VECTORS), vectors.iter().map(|x| x.to_bits()))?;
                 "exact"
             }
             Ann::Graph(g) => {
-                g.file_dump(&tmp, GRAPH_BASENAME)
-                    .map_err(|e| StoreError::Corrupt {
-                        path: tmp.clone(),
-                        message: e.to_string(),
-                    })?;
+                write_words(&tmp.join(VECTORS), g.vectors().iter().map(|x| x.to_bits()))?;
+                write_words(&tmp.join(GRAPH), graph_words(&g.to_parts()))?;
                 "graph"
             }
         };
@@ -182,27 +183,19 @@ impl VectorIndex {
         let keys: Keys =
             serde_json::from_slice(&std::fs::read(dir.join("keys.json")).map_err(io(dir))?)
                 .map_err(|e| corrupt(e.to_string()))?;
+        let vectors: Vec<f32> = read_words(&dir.join(VECTORS))?
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
         let ann = match header.kind.as_str() {
-            "exact" => {
-                let bytes = std::fs::read(dir.join("vectors.f32")).map_err(io(dir))?;
-                let vectors: Vec<f32> = bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                Ann::Exact {
-                    dims: header.dims,
-                    vectors,
-                }
-            }
+            "exact" => Ann::Exact {
+                dims: header.dims,
+                vectors,
+            },
             "graph" => {
-                // hnsw_rs ties a reloaded graph's lifetime to its loader; the loader is a few
-                // paths and options, leaked once per load so the graph can live in the index.
-                let loader: &'static mut HnswIo =
-                    Box::leak(Box::new(HnswIo::new(dir, GRAPH_BASENAME)));
-                let graph = loader
-                    .load_hnsw::<f32, DistDot>()
-                    .map_err(|e| corrupt(e.to_string()))?;
-                Ann::Graph(Box::new(graph))
+                let parts = graph_parts(&read_words(&dir.join(GRAPH))?, header.dims, vectors)
+                    .map_err(&corrupt)?;
+                Ann::Graph(Box::new(Hnsw::from_parts(parts).map_err(&corrupt)?))
             }
             other => return Err(corrupt(format!("unknown index kind {other}"))),
         };
@@ -240,4 +233,123 @@ impl VectorIndex {
             }),
         })
     }
+}
+
+/// Little-endian u32 words, streamed (the vector arena can be most of the process's memory).
+fn write_words(path: &Path, words: impl IntoIterator<Item = u32>) -> Result<(), StoreError> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(io(path))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    for w in words {
+        out.write_all(&w.to_le_bytes()).map_err(io(path))?;
+    }
+    out.into_inner()
+        .map_err(|e| StoreError::Io {
+            path: path.to_path_buf(),
+            source: e.into_error(),
+        })?
+        .sync_all()
+        .map_err(io(path))
+}
+
+fn read_words(path: &Path) -> Result<Vec<u32>, StoreError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let len = file.metadata().map_err(io(path))?.len() as usize;
+    if len % 4 != 0 {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!("{len} bytes is not a whole number of 4-byte words"),
+        });
+    }
+    let mut words = Vec::with_capacity(len / 4);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let got = file.read(&mut buf).map_err(io(path))?;
+        if got == 0 {
+            break;
+        }
+        // reads of a regular file return whole 4-byte multiples except possibly at the end,
+        // which the length check above rules out; a short read mid-word is re-read below
+        let whole = got - got % 4;
+        words.extend(
+            buf[..whole]
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+        if whole != got {
+            let mut rest = [0u8; 4];
+            rest[..got - whole].copy_from_slice(&buf[whole..got]);
+            file.read_exact(&mut rest[got - whole..])
+                .map_err(io(path))?;
+            words.push(u32::from_le_bytes(rest));
+        }
+    }
+    Ok(words)
+}
+
+/// The graph file: magic, m, ef_construction, node count, entry node and level (u32::MAX when
+/// empty), one level word per node, the layer-0 lists, then each node's upper-layer lists.
+fn graph_words(p: &Parts) -> Vec<u32> {
+    let (node, level) = p
+        .entry
+        .map_or((u32::MAX, u32::MAX), |e| (e.node, e.level as u32));
+    let mut words = vec![
+        GRAPH_MAGIC,
+        p.m as u32,
+        p.ef_construction as u32,
+        p.levels.len() as u32,
+        node,
+        level,
+    ];
+    words.extend(p.levels.iter().map(|&l| l as u32));
+    words.extend_from_slice(&p.layer0);
+    for u in &p.upper {
+        words.extend_from_slice(u);
+    }
+    words
+}
+
+fn graph_parts(words: &[u32], dims: usize, vectors: Vec<f32>) -> Result<Parts, String> {
+    let short = || "graph file is truncated".to_string();
+    let head = words.get(..6).ok_or_else(short)?;
+    if head[0] != GRAPH_MAGIC {
+        return Err("graph file has the wrong magic number".into());
+    }
+    let (m, ef_construction, n) = (head[1] as usize, head[2] as usize, head[3] as usize);
+    if !(2..=256).contains(&m) {
+        return Err(format!("graph file has m {m}"));
+    }
+    let entry = (head[4] != u32::MAX).then_some(Entry {
+        node: head[4],
+        level: head[5] as usize,
+    });
+    let mut at = 6;
+    let mut take = |count: usize| -> Result<&[u32], String> {
+        let s = words.get(at..at + count).ok_or_else(short)?;
+        at += count;
+        Ok(s)
+    };
+    let levels: Vec<u8> = take(n)?
+        .iter()
+        .map(|&l| u8::try_from(l).map_err(|_| format!("node level {l}")))
+        .collect::<Result<_, _>>()?;
+    let layer0 = take(n * (2 * m + 1))?.to_vec();
+    let mut upper = Vec::with_capacity(n);
+    for &l in &levels {
+        upper.push(take(l as usize * (m + 1))?.to_vec());
+    }
+    if at != words.len() {
+        return Err("graph file has trailing data".into());
+    }
+    Ok(Parts {
+        dims,
+        m,
+        ef_construction,
+        vectors,
+        levels,
+        layer0,
+        upper,
+        entry,
+    })
 }
