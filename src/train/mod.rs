@@ -5,6 +5,7 @@
 //! validation split by R-sum; the best epoch is kept, training stops early when R-sum stops
 //! improving, and embedding collapse (the original recipe's failure) is measured and warned about.
 
+mod denormals;
 pub mod losses;
 
 use std::{io::Write, path::Path, time::Instant};
@@ -154,6 +155,9 @@ pub fn train(
     let n = train.text_image.len();
     if n == 0 {
         return Err(TrainError::Empty);
+    }
+    if device.is_cpu() {
+        denormals::flush_denormals();
     }
     let mut rng = Rng::new(cfg.seed);
     let (img_cfg, txt_cfg) = heads_configs(cfg, train.images.dim(1)?, train.texts.dim(1)?);
