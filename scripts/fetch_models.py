@@ -271,12 +271,29 @@ def build_gallery(tmp, cache):
     }
 
 
+def build_font(tmp, cache):
+    """DejaVu Sans for `xmodal report` figures: matplotlib's wheel ships it with its licence."""
+    spec = "matplotlib==3.11.2"
+    wheel = fetch_wheel(spec, cache, PHOTO_PLATFORM)
+    base = "matplotlib/mpl-data/fonts/ttf/"
+    unzip_member(wheel, base + "DejaVuSans.ttf", os.path.join(tmp, "DejaVuSans.ttf"))
+    unzip_member(wheel, base + "LICENSE_DEJAVU", os.path.join(tmp, "LICENSE_DEJAVU"))
+    return {
+        "name": "dejavu-sans",
+        "modality": "font",
+        "architecture": "ttf",
+        "dims": 0,
+        "source": {"registry": "pypi", "package": spec, "wheel_sha256": PHOTO_WHEELS[spec], "file": base + "DejaVuSans.ttf"},
+    }
+
+
 MODELS = {
     "minilm-l6": build_minilm,
     "efficientnet-lite0": build_efficientnet,
     "mobilenet-v2": build_mobilenet,
     "glove-6b-50d": build_glove,
     "demo-gallery": build_gallery,
+    "dejavu-sans": build_font,
 }
 
 

@@ -10,6 +10,7 @@ pub mod features;
 pub mod index;
 pub mod kit;
 pub mod project;
+pub mod report;
 pub mod rng;
 pub mod serve;
 pub mod train;

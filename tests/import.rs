@@ -330,6 +330,48 @@ async fn imported_features_train_evaluate_and_serve() {
         // two test images: R@5 covers both, whatever the ranking
         assert_eq!(m[side]["r5"].as_f64(), Some(100.0), "{m}");
     }
+    // the recall curve beside the metrics agrees with them
+    for (side, r) in [("i2t", "r1"), ("t2i", "r1"), ("i2t", "r5")] {
+        let k = if r == "r1" { 0 } else { 4 };
+        assert_eq!(m["recall_curve"][side][k], m[side][r], "{m}");
+    }
+    // figures from these results, this training log and these heads
+    let figures = dir.join("figures");
+    for (cmd, file, extra) in [
+        (
+            "recall",
+            "recall.png",
+            vec![metrics.to_str().unwrap().to_string()],
+        ),
+        (
+            "training",
+            "training.png",
+            vec![heads.display().to_string()],
+        ),
+        (
+            "grid",
+            "grid.png",
+            [
+                "--image-features",
+                "vgg19-fc7",
+                "--direction",
+                "i2t",
+                "--queries",
+                "2",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--heads".to_string(), heads.display().to_string()])
+            .collect(),
+        ),
+    ] {
+        let out = figures.join(file);
+        let mut args = vec!["report", cmd, "--out", out.to_str().unwrap()];
+        args.extend(extra.iter().map(String::as_str));
+        run(&args);
+        let img = image::open(&out).unwrap();
+        assert!(img.width() > 500 && img.height() > 150, "{file}");
+    }
     // an image encoder is needed for image features; imported ones cannot grow
     let (ok, _, err) = xmodal(&[
         "--data-dir",

@@ -8,13 +8,26 @@ use super::encoders::EncoderArgs;
 use crate::{
     data::{catalog::ImageFilter, Catalog, Split},
     device::DeviceSpec,
-    eval::{evaluate_projector, markdown},
+    eval::{markdown, rank_projector},
     features::paired::PairedSet,
     project::{ConSE, Projector, TrainedHeads},
 };
 
+/// How far the recall curve in `--json` reaches.
+const RECALL_CURVE_K: usize = 50;
+
 #[derive(Debug, Args)]
 pub struct EvalArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Also write the metrics as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Which heads, encoders and split: shared by `eval` and `report grid`.
+#[derive(Debug, Args)]
+pub struct Selection {
     /// A trained heads directory, or `zero-shot`.
     #[arg(long, default_value = "zero-shot")]
     pub heads: String,
@@ -30,9 +43,56 @@ pub struct EvalArgs {
     /// Zero-shot: how many top ImageNet classes place an image.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
-    /// Also write the metrics as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+}
+
+impl Selection {
+    pub fn filter(&self) -> ImageFilter {
+        ImageFilter {
+            dataset: self.dataset.clone(),
+            split: (!self.all_splits).then_some(self.split),
+        }
+    }
+}
+
+/// The heads under evaluation and the split they are evaluated on.
+pub(super) struct Evaluation {
+    pub projector: Projector,
+    pub set: PairedSet,
+}
+
+/// Load encoders, the projector (`heads`: a directory or `zero-shot`) and a split's features.
+pub(super) async fn load_evaluation(
+    selection: &Selection,
+    catalog: &Catalog,
+    data_dir: &Path,
+    models_dir: &Path,
+    device: DeviceSpec,
+) -> anyhow::Result<Evaluation> {
+    let device = device.open()?;
+    let enc = selection.encoders.load(models_dir, data_dir, &device)?;
+    let heads = selection.heads.as_str();
+    let projector = if heads == "zero-shot" {
+        let classifier = enc.image_encoder()?.classifier().cloned().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the image model has no ImageNet classifier, which the zero-shot head needs"
+            )
+        })?;
+        Projector::ZeroShot(Box::new(ConSE::new(classifier, &enc.text, selection.top)?))
+    } else {
+        let heads = TrainedHeads::load(Path::new(heads), &device)?;
+        heads.check_features(&enc.image_spec, &enc.text_spec)?;
+        Projector::Trained(Box::new(heads))
+    };
+    let set = PairedSet::load(
+        catalog,
+        &selection.filter(),
+        &data_dir.join("features"),
+        &enc.image_spec.id(),
+        &enc.text_spec.id(),
+        &device,
+    )
+    .await?;
+    Ok(Evaluation { projector, set })
 }
 
 pub async fn run(
@@ -42,49 +102,28 @@ pub async fn run(
     models_dir: &Path,
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
-    let device = device.open()?;
-    let enc = args.encoders.load(models_dir, data_dir, &device)?;
-    let projector = if args.heads == "zero-shot" {
-        let classifier = enc.image_encoder()?.classifier().cloned().ok_or_else(|| {
-            anyhow::anyhow!(
-                "the image model has no ImageNet classifier, which the zero-shot head needs"
-            )
-        })?;
-        Projector::ZeroShot(Box::new(ConSE::new(classifier, &enc.text, args.top)?))
-    } else {
-        let heads = TrainedHeads::load(Path::new(&args.heads), &device)?;
-        heads.check_features(&enc.image_spec, &enc.text_spec)?;
-        Projector::Trained(Box::new(heads))
-    };
-    let filter = ImageFilter {
-        dataset: args.dataset.clone(),
-        split: (!args.all_splits).then_some(args.split),
-    };
-    let set = PairedSet::load(
-        catalog,
-        &filter,
-        &data_dir.join("features"),
-        &enc.image_spec.id(),
-        &enc.text_spec.id(),
-        &device,
-    )
-    .await?;
-    let metrics = evaluate_projector(&projector, &set)?;
+    let Evaluation { projector, set } =
+        load_evaluation(&args.selection, catalog, data_dir, models_dir, device).await?;
+    let ranks = rank_projector(&projector, &set)?;
+    let metrics = ranks.metrics();
     println!(
         "{} on {} {} ({} images, {} captions)\n",
         projector.name(),
-        args.dataset.as_deref().unwrap_or("all data"),
-        if args.all_splits {
+        args.selection.dataset.as_deref().unwrap_or("all data"),
+        if args.selection.all_splits {
             "(all splits)".to_string()
         } else {
-            args.split.to_string()
+            args.selection.split.to_string()
         },
         set.image_ids.len(),
         set.text_image.len()
     );
     print!("{}", markdown(&projector.name(), &metrics));
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&metrics)? + "\n")?;
+        // API.md's shape, plus the R@k curve (k = 1..50) that `xmodal report recall` plots
+        let mut json = serde_json::to_value(metrics)?;
+        json["recall_curve"] = serde_json::to_value(ranks.recall_curve(RECALL_CURVE_K))?;
+        std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod import;
 mod ingest;
 mod models;
 mod progress;
+mod report;
 mod serve;
 mod synth;
 mod train;
@@ -103,6 +104,9 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Retrieval metrics (R@K, medR, mAP@k) both ways on a split.
     Eval(eval::EvalArgs),
+    /// PNG figures: recall@k curves, training curves, a grid of queries and retrievals.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// Serve the HTTP API over the data directory's catalog, heads and indexes.
     Serve(serve::ServeArgs),
 }
@@ -136,6 +140,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             &cli.data_dir,
             &cli.models_dir,
             cli.database.as_deref(),
+            cli.device,
+        )),
+        Command::Report(cmd) => block_on(report::run(
+            cmd,
+            open_catalog(&cli.data_dir, cli.database.as_deref()),
+            &cli.data_dir,
+            &cli.models_dir,
             cli.device,
         )),
         Command::Eval(args) => block_on(async {

@@ -111,24 +111,69 @@ fn summarise(per_query: &[Vec<usize>]) -> DirectionMetrics {
 
 /// `scores[i][t]`: image `i` against text `t`; `text_image[t]`: the image text `t` describes.
 pub fn evaluate(scores: &[Vec<f32>], text_image: &[usize]) -> Metrics {
-    let images = scores.len();
-    let texts = text_image.len();
-    let mut captions_of = vec![Vec::new(); images];
-    for (t, &i) in text_image.iter().enumerate() {
-        captions_of[i].push(t);
+    Ranks::of(scores, text_image).metrics()
+}
+
+/// Sorted 1-based ranks of each query's relevant items, both directions.
+pub struct Ranks {
+    pub i2t: Vec<Vec<usize>>,
+    pub t2i: Vec<Vec<usize>>,
+}
+
+/// R@k for k = 1..=max_k, both directions (percent): the data of a recall curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecallCurve {
+    pub k: Vec<usize>,
+    pub i2t: Vec<f64>,
+    pub t2i: Vec<f64>,
+}
+
+impl Ranks {
+    pub fn of(scores: &[Vec<f32>], text_image: &[usize]) -> Self {
+        let images = scores.len();
+        let texts = text_image.len();
+        let mut captions_of = vec![Vec::new(); images];
+        for (t, &i) in text_image.iter().enumerate() {
+            captions_of[i].push(t);
+        }
+        let i2t: Vec<Vec<usize>> = (0..images)
+            .map(|i| ranks_of(&scores[i], &captions_of[i]))
+            .collect();
+        let t2i: Vec<Vec<usize>> = (0..texts)
+            .map(|t| {
+                let column: Vec<f32> = (0..images).map(|i| scores[i][t]).collect();
+                ranks_of(&column, &[text_image[t]])
+            })
+            .collect();
+        Self { i2t, t2i }
     }
-    let i2t: Vec<Vec<usize>> = (0..images)
-        .map(|i| ranks_of(&scores[i], &captions_of[i]))
-        .collect();
-    let t2i: Vec<Vec<usize>> = (0..texts)
-        .map(|t| {
-            let column: Vec<f32> = (0..images).map(|i| scores[i][t]).collect();
-            ranks_of(&column, &[text_image[t]])
-        })
-        .collect();
-    Metrics {
-        i2t: summarise(&i2t),
-        t2i: summarise(&t2i),
+
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            i2t: summarise(&self.i2t),
+            t2i: summarise(&self.t2i),
+        }
+    }
+
+    pub fn recall_curve(&self, max_k: usize) -> RecallCurve {
+        let curve = |per_query: &[Vec<usize>]| -> Vec<f64> {
+            let n = per_query.len().max(1) as f64;
+            (1..=max_k)
+                .map(|k| {
+                    100.0
+                        * per_query
+                            .iter()
+                            .filter(|r| r.first().is_some_and(|&f| f <= k))
+                            .count() as f64
+                        / n
+                })
+                .collect()
+        };
+        RecallCurve {
+            k: (1..=max_k).collect(),
+            i2t: curve(&self.i2t),
+            t2i: curve(&self.t2i),
+        }
     }
 }
 
@@ -167,6 +212,29 @@ mod tests {
         assert_eq!(m.t2i.r1, 50.0);
         assert_eq!(m.t2i.meanr, 1.5);
         assert_eq!(m.t2i.map1, 0.5);
+    }
+
+    #[test]
+    fn recall_curve_agrees_with_recall_at_k() {
+        let text_image = [0, 0, 1, 1, 2];
+        let scores = vec![
+            vec![0.9, 0.1, 0.8, 0.3, 0.2],
+            vec![0.2, 0.7, 0.6, 0.5, 0.1],
+            vec![0.3, 0.2, 0.1, 0.9, 0.4],
+        ];
+        let ranks = Ranks::of(&scores, &text_image);
+        let (m, c) = (ranks.metrics(), ranks.recall_curve(10));
+        assert_eq!(c.k.len(), 10);
+        assert_eq!(
+            (c.i2t[0], c.i2t[4], c.i2t[9]),
+            (m.i2t.r1, m.i2t.r5, m.i2t.r10)
+        );
+        assert_eq!(
+            (c.t2i[0], c.t2i[4], c.t2i[9]),
+            (m.t2i.r1, m.t2i.r5, m.t2i.r10)
+        );
+        assert!(c.t2i.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(c.t2i[2], 100.0); // three images: every caption's image is in the top 3
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 pub mod metrics;
 
-pub use metrics::{evaluate, DirectionMetrics, Metrics};
+pub use metrics::{evaluate, DirectionMetrics, Metrics, Ranks, RecallCurve};
 
 use candle_core::Tensor;
 
@@ -13,12 +13,7 @@ use crate::{
 
 /// Metrics of `projector` on `set` (brute force, so no index approximation leaks in).
 pub fn evaluate_projector(projector: &Projector, set: &PairedSet) -> candle_core::Result<Metrics> {
-    evaluate_embeddings(
-        &projector.images(&set.images)?,
-        &projector.texts(&set.texts)?,
-        projector.score(),
-        &set.text_image,
-    )
+    Ok(rank_projector(projector, set)?.metrics())
 }
 
 /// Metrics of already-projected embeddings (`text_image[t]`: the image row text `t` describes).
@@ -30,6 +25,17 @@ pub fn evaluate_embeddings(
 ) -> candle_core::Result<Metrics> {
     let scores: Vec<Vec<f32>> = similarity(images, texts, score)?.to_vec2()?;
     Ok(evaluate(&scores, text_image))
+}
+
+/// Ranks of every query of `set` under `projector` (for metrics and recall curves).
+pub fn rank_projector(projector: &Projector, set: &PairedSet) -> candle_core::Result<Ranks> {
+    let scores: Vec<Vec<f32>> = similarity(
+        &projector.images(&set.images)?,
+        &projector.texts(&set.texts)?,
+        projector.score(),
+    )?
+    .to_vec2()?;
+    Ok(Ranks::of(&scores, &set.text_image))
 }
 
 /// The markdown table `xmodal eval` prints.

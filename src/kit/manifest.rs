@@ -22,6 +22,8 @@ pub enum Modality {
     Image,
     /// Not a model: data the kit ships (the demo gallery).
     Dataset,
+    /// Not a model: the font figures are drawn with.
+    Font,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +39,8 @@ pub enum Architecture {
     Resnet50,
     /// A dataset in the JSONL ingest format.
     Jsonl,
+    /// A TrueType font.
+    Ttf,
 }
 
 impl Architecture {
@@ -44,6 +48,7 @@ impl Architecture {
         match self {
             Self::Bert | Self::Static => Modality::Text,
             Self::Jsonl => Modality::Dataset,
+            Self::Ttf => Modality::Font,
             _ => Modality::Image,
         }
     }
@@ -54,7 +59,7 @@ impl Architecture {
             Self::EfficientnetLite0 | Self::MobilenetV2 => Some(1280),
             Self::Vgg16 => Some(4096),
             Self::Resnet50 => Some(2048),
-            Self::Bert | Self::Static | Self::Jsonl => None,
+            Self::Bert | Self::Static | Self::Jsonl | Self::Ttf => None,
         }
     }
 }
