@@ -115,12 +115,10 @@ pub struct Hnsw {
     rng: Rng,
 }
 
-/// The graph's parts as stored on disk (see index/store.rs).
+/// The graph's links as stored on disk (see index/store.rs); the vectors are stored beside them.
 pub struct Parts {
-    pub dims: usize,
     pub m: usize,
     pub ef_construction: usize,
-    pub vectors: Vec<f32>,
     pub levels: Vec<u8>,
     pub layer0: Vec<u32>,
     pub upper: Vec<Vec<u32>>,
@@ -497,12 +495,11 @@ impl Hnsw {
             .collect()
     }
 
+    /// The links (not the vectors: those are written straight from [`Hnsw::vectors`]).
     pub fn to_parts(&self) -> Parts {
         Parts {
-            dims: self.dims,
             m: self.m,
             ef_construction: self.ef_construction,
-            vectors: self.vectors.clone(),
             levels: self.levels.clone(),
             layer0: self.layer0.iter().map(|a| a.load(Relaxed)).collect(),
             upper: self
@@ -516,13 +513,12 @@ impl Hnsw {
 
     /// Rebuild from stored parts, checking every size, count and link so a damaged file can
     /// never make a search index out of bounds.
-    pub fn from_parts(p: Parts) -> Result<Self, String> {
+    pub fn from_parts(dims: usize, vectors: Vec<f32>, p: Parts) -> Result<Self, String> {
         let n = p.levels.len();
-        if p.dims == 0 || p.m < 2 || p.vectors.len() != n * p.dims {
+        if dims == 0 || p.m < 2 || vectors.len() != n * dims {
             return Err(format!(
-                "{} floats for {n} vectors of {} dims (m {})",
-                p.vectors.len(),
-                p.dims,
+                "{} floats for {n} vectors of {dims} dims (m {})",
+                vectors.len(),
                 p.m
             ));
         }
@@ -555,8 +551,8 @@ impl Hnsw {
             }
             _ => {}
         }
-        let mut graph = Self::empty(p.dims, p.m, p.ef_construction, LEVEL_SEED ^ n as u64);
-        graph.vectors = p.vectors;
+        let mut graph = Self::empty(dims, p.m, p.ef_construction, LEVEL_SEED ^ n as u64);
+        graph.vectors = vectors;
         graph.levels = p.levels;
         graph.layer0 = p.layer0.into_iter().map(AtomicU32::new).collect();
         graph.upper = p
@@ -588,8 +584,8 @@ mod tests {
     fn every_link_list_stays_within_its_cap_and_points_at_real_nodes() {
         let data = unit_vectors(3000, 16, 1);
         let g = Hnsw::build(16, 8, 64, data, &|_| {});
-        let p = g.to_parts();
-        assert!(Hnsw::from_parts(p).is_ok());
+        assert!(Hnsw::from_parts(16, g.vectors().to_vec(), g.to_parts()).is_ok());
+        assert!(Hnsw::from_parts(16, g.vectors()[16..].to_vec(), g.to_parts()).is_err());
         // node 0 finds itself first
         let hits = g.search(g.vector(0), 1, 32, &|_| true);
         assert_eq!(hits[0].0, 0);
@@ -603,10 +599,10 @@ mod tests {
         let mut p = g.to_parts();
         p.layer0[1] = 10_000; // a link to a node that does not exist
         p.layer0[0] = p.layer0[0].max(1);
-        assert!(Hnsw::from_parts(p).is_err());
+        assert!(Hnsw::from_parts(8, g.vectors().to_vec(), p).is_err());
         let mut p = g.to_parts();
         p.layer0[0] = 99; // more links than the list holds
-        assert!(Hnsw::from_parts(p).is_err());
+        assert!(Hnsw::from_parts(8, g.vectors().to_vec(), p).is_err());
     }
 
     #[test]

@@ -193,9 +193,10 @@ impl VectorIndex {
                 vectors,
             },
             "graph" => {
-                let parts = graph_parts(&read_words(&dir.join(GRAPH))?, header.dims, vectors)
-                    .map_err(&corrupt)?;
-                Ann::Graph(Box::new(Hnsw::from_parts(parts).map_err(&corrupt)?))
+                let parts = graph_parts(&read_words(&dir.join(GRAPH))?).map_err(&corrupt)?;
+                Ann::Graph(Box::new(
+                    Hnsw::from_parts(header.dims, vectors, parts).map_err(&corrupt)?,
+                ))
             }
             other => return Err(corrupt(format!("unknown index kind {other}"))),
         };
@@ -310,7 +311,7 @@ fn graph_words(p: &Parts) -> Vec<u32> {
     words
 }
 
-fn graph_parts(words: &[u32], dims: usize, vectors: Vec<f32>) -> Result<Parts, String> {
+fn graph_parts(words: &[u32]) -> Result<Parts, String> {
     let short = || "graph file is truncated".to_string();
     let head = words.get(..6).ok_or_else(short)?;
     if head[0] != GRAPH_MAGIC {
@@ -343,10 +344,8 @@ fn graph_parts(words: &[u32], dims: usize, vectors: Vec<f32>) -> Result<Parts, S
         return Err("graph file has trailing data".into());
     }
     Ok(Parts {
-        dims,
         m,
         ef_construction,
-        vectors,
         levels,
         layer0,
         upper,
