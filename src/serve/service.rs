@@ -481,12 +481,14 @@ async fn open_index(
                     dir.display()
                 )),
             }
-            let stored = catalog.vectors(&set).await?;
-            let mut items: Vec<(String, Vec<f32>)> = Vec::with_capacity(stored.len());
-            for chunk in stored.chunks(4096) {
-                items.extend(project_stored(chunk, &project)?);
+            // fetched and projected a chunk at a time: stored features (384-1280 floats each)
+            // are wider than embeddings, and all of them at once would set the process's peak
+            let keys = catalog.vector_items(&set).await?;
+            let mut items: Vec<(String, Vec<f32>)> = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(4096) {
+                let stored = catalog.vectors_of(&set, chunk).await?;
+                items.extend(project_stored(&stored, &project)?);
             }
-            drop(stored);
             items.sort_by(|a, b| a.0.cmp(&b.0));
             let index =
                 VectorIndex::build(out_dims, params, items, &|_| {}).map_err(anyhow::Error::msg)?;
