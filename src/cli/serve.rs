@@ -36,9 +36,12 @@ pub struct ServeArgs {
     /// Requests in flight before new ones get 429.
     #[arg(long, env = "XMODAL_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,
-    /// Largest encoder batch.
+    /// Largest text-encoder batch.
     #[arg(long, env = "XMODAL_MAX_BATCH", default_value_t = 32)]
     pub max_batch: usize,
+    /// Largest image-encoder batch (CNN activations grow with it; throughput does not).
+    #[arg(long, env = "XMODAL_MAX_IMAGE_BATCH", default_value_t = 4)]
+    pub max_image_batch: usize,
     /// How long an encoder waits to fill a batch, in milliseconds (0: batch whatever queued
     /// while the previous batch ran; measured best on CPU).
     #[arg(long, env = "XMODAL_MAX_WAIT_MS", default_value_t = 0)]
@@ -71,8 +74,8 @@ impl ServeArgs {
         };
         index.validate().map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
-            self.max_batch >= 1 && self.max_in_flight >= 1,
-            "--max-batch and --max-in-flight must be at least 1"
+            self.max_batch >= 1 && self.max_image_batch >= 1 && self.max_in_flight >= 1,
+            "--max-batch, --max-image-batch and --max-in-flight must be at least 1"
         );
         let server = ServerConfig {
             addr: self.addr,
@@ -99,6 +102,7 @@ impl ServeArgs {
             index,
             batch: BatchConfig {
                 max_batch: self.max_batch,
+                max_image_batch: self.max_image_batch,
                 max_wait: Duration::from_millis(self.max_wait_ms),
                 ..Default::default()
             },

@@ -33,6 +33,10 @@ pub struct Shared {
     pub limits: Limits,
     pub prometheus: PrometheusHandle,
     pub in_flight: Semaphore,
+    /// Image decodes running at once. Decoding is CPU-bound: more decodes than cores only add
+    /// threads, each holding its decoded pixels (tokio's blocking pool grows to 512 threads;
+    /// 32 concurrent image queries held ~350 MB more than one at a time, scripts/bench-serve).
+    pub decoders: Semaphore,
 }
 
 #[derive(Clone)]
@@ -41,13 +45,31 @@ pub struct AppState(pub Arc<Shared>);
 impl AppState {
     pub fn new(api_key: Option<String>, limits: Limits, prometheus: PrometheusHandle) -> Self {
         let in_flight = Semaphore::new(limits.max_in_flight);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self(Arc::new(Shared {
             service: OnceLock::new(),
             api_key: api_key.filter(|k| !k.is_empty()),
             limits,
             prometheus,
             in_flight,
+            decoders: Semaphore::new(cores),
         }))
+    }
+
+    /// Run CPU-bound image work (decode, resize) off the async runtime, at most one per core.
+    pub async fn decode<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self
+            .0
+            .decoders
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
     }
 
     pub fn service(&self) -> Result<Arc<Service>, ApiError> {

@@ -90,8 +90,8 @@ pub async fn upload(
     let (encoder, image_queue) = service.image_side()?;
     let encoder = encoder.clone();
     let decode_bytes = bytes.clone();
-    let (prepared, (width, height), ext) =
-        tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+    let (prepared, (width, height), ext) = state
+        .decode(move || -> Result<_, ApiError> {
             let rgb = preprocess::decode_rgb(&decode_bytes)?;
             let dims = rgb.dimensions();
             let format = image::guess_format(&decode_bytes)
@@ -104,8 +104,7 @@ pub async fn upload(
                 ext,
             ))
         })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        .await?;
     let image_features = image_queue.encode(prepared).await?;
     let mut caption_features = Vec::with_capacity(captions.len());
     for c in &captions {
@@ -293,8 +292,8 @@ pub async fn get_file(
     let location = record
         .location
         .ok_or_else(|| ApiError::NotFound(format!("image {:?} has no stored file", id.as_str())))?;
-    let (bytes, content_type) =
-        tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, &'static str), ApiError> {
+    let (bytes, content_type) = state
+        .decode(move || -> Result<(Vec<u8>, &'static str), ApiError> {
             let bytes = std::fs::read(&location)
                 .map_err(|_| ApiError::NotFound("the image file is gone".into()))?;
             match params.size {
@@ -321,8 +320,7 @@ pub async fn get_file(
                 }
             }
         })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        .await?;
     Ok((
         [
             (header::CONTENT_TYPE, content_type),

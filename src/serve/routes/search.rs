@@ -109,9 +109,7 @@ pub async fn search_image(
     let space = service.space(params.model.as_deref())?;
     let (encoder, image_queue) = service.image_side()?;
     let encoder = encoder.clone();
-    let prepared = tokio::task::spawn_blocking(move || encoder.prepare(&bytes))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let prepared = state.decode(move || Ok(encoder.prepare(&bytes)?)).await?;
     let features = with_timeout(&state, async { Ok(image_queue.encode(prepared).await?) }).await?;
     let q = space.project_image(features)?;
     let hits = space.captions.search(&q, query(page)).await?;
