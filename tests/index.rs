@@ -125,7 +125,7 @@ fn corrupt_stale_or_missing_files_are_detected() {
         Err(StoreError::Stale { .. })
     ));
     // flip one byte of the graph, then of the vectors
-    for name in ["graph.u32", "vectors.f32"] {
+    for name in ["graph.u32", "vectors.f16"] {
         VectorIndex::build(32, IndexParams::default(), items(&data), &|_| {})
             .unwrap()
             .save(&dir, "heads-a")

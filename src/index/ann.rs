@@ -115,12 +115,7 @@ impl Ann {
                 .enumerate()
                 .map(|(i, v)| (i, v.to_vec()))
                 .collect(),
-            Self::Graph(g) => g
-                .vectors()
-                .chunks_exact(dims)
-                .enumerate()
-                .map(|(i, v)| (i, v.to_vec()))
-                .collect(),
+            Self::Graph(g) => (0..g.len()).map(|i| (i, g.vector_f32(i))).collect(),
         }
     }
 }
