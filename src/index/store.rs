@@ -163,11 +163,16 @@ impl VectorIndex {
         let header: Header =
             serde_json::from_slice(&std::fs::read(&header_path).map_err(io(&header_path))?)
                 .map_err(|e| corrupt(e.to_string()))?;
-        if header.format != FORMAT || header.metric != "cosine" {
-            return Err(corrupt(format!(
-                "format {} / metric {} not supported",
-                header.format, header.metric
-            )));
+        if header.format != FORMAT {
+            // an index from another version is derived data like any other: rebuild it
+            return Err(StoreError::Stale {
+                path: dir.to_path_buf(),
+                expected: format!("index format {FORMAT}"),
+                found: format!("index format {}", header.format),
+            });
+        }
+        if header.metric != "cosine" {
+            return Err(corrupt(format!("metric {} not supported", header.metric)));
         }
         if header.source != source {
             return Err(StoreError::Stale {
