@@ -1,5 +1,6 @@
 //! candle vs PyTorch training speed: the same heads, loss (VSE++ hardest negative, joint), batch
-//! and features, one invocation. `cargo bench --bench train [-- --captions 20000 --epochs 2]`
+//! and features, one invocation.
+//! `cargo bench --bench train [-- --captions 20000 --epochs 2 --out-dim 256]`
 //! The PyTorch side is scripts/bench_train_reference.py (XMODAL_REF_PYTHON, as benches/encoders).
 
 use std::io::Write;
@@ -26,7 +27,8 @@ fn main() {
             .unwrap_or(default)
     };
     let (captions, epochs) = (arg("--captions", 20_000), arg("--epochs", 2));
-    let (image_dims, text_dims, width, out, batch) = (1280, 384, 1024, 1024, 128);
+    // out-dim defaults to `xmodal train`'s (256); VSE++ used 1024
+    let (image_dims, text_dims, width, out, batch) = (1280, 384, 1024, arg("--out-dim", 256), 128);
     let images = captions / 5;
     let mut rng = Rng::new(1);
     let img: Vec<f32> = (0..images * image_dims)
