@@ -38,15 +38,11 @@ pub struct Encoders {
 
 impl EncoderArgs {
     pub fn image_dir(&self, models_dir: &Path) -> PathBuf {
-        self.image_model
-            .clone()
-            .unwrap_or_else(|| models_dir.join("efficientnet-lite0"))
+        crate::kit::image_model_dir(models_dir, self.image_model.as_deref())
     }
 
     pub fn text_dir(&self, models_dir: &Path) -> PathBuf {
-        self.text_model
-            .clone()
-            .unwrap_or_else(|| models_dir.join("minilm-l6"))
+        crate::kit::text_model_dir(models_dir, self.text_model.as_deref())
     }
 
     pub fn load(

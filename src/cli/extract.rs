@@ -64,10 +64,7 @@ pub async fn run(
         batch_size: args.batch_size,
     };
     if args.only != Modalities::Text {
-        let dir = args
-            .image_model
-            .clone()
-            .unwrap_or_else(|| models_dir.join("efficientnet-lite0"));
+        let dir = crate::kit::image_model_dir(models_dir, args.image_model.as_deref());
         let encoder = ImageEncoder::load(&dir, &device)?;
         let spec = FeatureSpec::for_image(&dir, &encoder)?;
         let items = image_items(&catalog.images(&filter).await?);
@@ -83,10 +80,7 @@ pub async fn run(
         report("images", &spec, &summary);
     }
     if args.only != Modalities::Image {
-        let dir = args
-            .text_model
-            .clone()
-            .unwrap_or_else(|| models_dir.join("minilm-l6"));
+        let dir = crate::kit::text_model_dir(models_dir, args.text_model.as_deref());
         let encoder = TextEncoder::load(
             &dir,
             &TextOptions {

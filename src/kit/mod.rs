@@ -7,3 +7,19 @@ pub mod fetch;
 pub mod manifest;
 
 pub use manifest::{Architecture, Manifest, ManifestError, Modality, Preprocess};
+
+use std::path::{Path, PathBuf};
+
+/// The kit's default encoders, used wherever no `--image-model` / `--text-model` is given.
+pub const DEFAULT_IMAGE_MODEL: &str = "efficientnet-lite0";
+pub const DEFAULT_TEXT_MODEL: &str = "minilm-l6";
+
+/// The image model directory: the one given, else the kit's default.
+pub fn image_model_dir(models_dir: &Path, given: Option<&Path>) -> PathBuf {
+    given.map_or_else(|| models_dir.join(DEFAULT_IMAGE_MODEL), Path::to_path_buf)
+}
+
+/// The text model directory: the one given, else the kit's default.
+pub fn text_model_dir(models_dir: &Path, given: Option<&Path>) -> PathBuf {
+    given.map_or_else(|| models_dir.join(DEFAULT_TEXT_MODEL), Path::to_path_buf)
+}

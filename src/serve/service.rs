@@ -102,14 +102,9 @@ impl Service {
             }
             None => Catalog::open(&config.data_dir.join("catalog.sqlite")).await?,
         };
-        let image_dir = config
-            .image_model
-            .clone()
-            .unwrap_or_else(|| config.models_dir.join("efficientnet-lite0"));
-        let text_dir = config
-            .text_model
-            .clone()
-            .unwrap_or_else(|| config.models_dir.join("minilm-l6"));
+        let image_dir =
+            crate::kit::image_model_dir(&config.models_dir, config.image_model.as_deref());
+        let text_dir = crate::kit::text_model_dir(&config.models_dir, config.text_model.as_deref());
         let (image, image_spec) = match &config.image_features {
             Some(name) => {
                 let spec = crate::features::import::find_imported(
