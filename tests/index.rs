@@ -88,20 +88,21 @@ fn recall_at_10_is_at_least_0_99_on_50k_clustered_vectors() {
 
 #[test]
 fn persisted_index_reloads_with_identical_results() {
-    let data = clustered(3000, 64, 20, 2);
-    let index = VectorIndex::build(64, IndexParams::default(), items(&data), &|_| {}).unwrap();
+    // odd dims x odd count: f16 halves do not fill the last 4-byte word of the file
+    let data = clustered(2999, 63, 20, 2);
+    let index = VectorIndex::build(63, IndexParams::default(), items(&data), &|_| {}).unwrap();
     index.remove("k000007");
     let dir = tempdir("index-persist").join("images");
     index.save(&dir, "heads-a").unwrap();
     let back = VectorIndex::load(&dir, "heads-a").unwrap();
-    assert_eq!((back.len(), back.is_graph()), (2999, true));
+    assert_eq!((back.len(), back.is_graph()), (2998, true));
     for q in data.iter().take(50) {
         assert_eq!(index.search(q, Q), back.search(q, Q));
     }
     assert!(!back.contains("k000007"));
     // small collections persist in exact form
     let small =
-        VectorIndex::build(64, IndexParams::default(), items(&data[..100]), &|_| {}).unwrap();
+        VectorIndex::build(63, IndexParams::default(), items(&data[..100]), &|_| {}).unwrap();
     small.save(&dir, "heads-a").unwrap();
     let back = VectorIndex::load(&dir, "heads-a").unwrap();
     assert!(!back.is_graph());
