@@ -5,13 +5,14 @@
 //! validation split by R-sum; the best epoch is kept, training stops early when R-sum stops
 //! improving, and embedding collapse (the original recipe's failure) is measured and warned about.
 
+mod adamw;
 mod denormals;
 pub mod losses;
 
 use std::{io::Write, path::Path, time::Instant};
 
 use candle_core::{Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::ParamsAdamW;
 use serde::{Deserialize, Serialize};
 
 pub use losses::{Direction, Loss};
@@ -172,8 +173,8 @@ pub fn train(
     if cfg.loss == Loss::Infonce {
         vars.push(log_scale.clone());
     }
-    let mut opt = AdamW::new(
-        vars.clone(),
+    let mut opt = adamw::TrainOptimizer::new(
+        vars,
         ParamsAdamW {
             lr: cfg.lr,
             weight_decay: cfg.weight_decay,
@@ -230,8 +231,7 @@ pub fn train(
             };
             total += loss.to_scalar::<f32>()? as f64;
             let mut grads = loss.backward()?;
-            clip_gradients(&mut grads, &vars, cfg.grad_clip)?;
-            opt.step(&grads)?;
+            opt.step(&mut grads, cfg.grad_clip)?;
             on_step(step + 1, steps);
         }
         // score this epoch on the validation split: project once, for metrics and collapse alike
@@ -343,31 +343,4 @@ fn score_of(cfg: &TrainConfig) -> Score {
     } else {
         Score::NegSquaredL2
     }
-}
-
-/// Scale all gradients down together when their global L2 norm exceeds `max_norm`.
-fn clip_gradients(
-    grads: &mut candle_core::backprop::GradStore,
-    vars: &[Var],
-    max_norm: f64,
-) -> candle_core::Result<()> {
-    if max_norm <= 0.0 {
-        return Ok(());
-    }
-    let mut total = 0f64;
-    for v in vars {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-    }
-    let norm = total.sqrt();
-    if norm > max_norm {
-        let factor = max_norm / (norm + 1e-6);
-        for v in vars {
-            if let Some(g) = grads.remove(v.as_tensor()) {
-                grads.insert(v.as_tensor(), (g * factor)?);
-            }
-        }
-    }
-    Ok(())
 }
