@@ -9,8 +9,7 @@ use super::eval::{load_evaluation, Evaluation, Selection};
 use crate::{
     data::Catalog,
     device::DeviceSpec,
-    eval::RecallCurve,
-    project::similarity,
+    eval::{score_matrix, RecallCurve},
     report::{
         charts::{recall_curves, training_curves, CurveSeries, TrainingSeries},
         font,
@@ -174,12 +173,7 @@ async fn grid_rows(
     if set.image_ids.is_empty() {
         anyhow::bail!("the selected split has no images with features");
     }
-    let scores: Vec<Vec<f32>> = similarity(
-        &projector.images(&set.images)?,
-        &projector.texts(&set.texts)?,
-        projector.score(),
-    )?
-    .to_vec2()?;
+    let scores = score_matrix(projector, set)?;
     let locations: std::collections::HashMap<String, PathBuf> = catalog
         .images(&args.selection.filter())
         .await?

@@ -23,19 +23,25 @@ pub fn evaluate_embeddings(
     score: Score,
     text_image: &[usize],
 ) -> candle_core::Result<Metrics> {
-    let scores: Vec<Vec<f32>> = similarity(images, texts, score)?.to_vec2()?;
-    Ok(evaluate(&scores, text_image))
+    Ok(evaluate(
+        &similarity(images, texts, score)?.to_vec2()?,
+        text_image,
+    ))
 }
 
-/// Ranks of every query of `set` under `projector` (for metrics and recall curves).
-pub fn rank_projector(projector: &Projector, set: &PairedSet) -> candle_core::Result<Ranks> {
-    let scores: Vec<Vec<f32>> = similarity(
+/// Every image of `set` against every caption under `projector`: `scores[i][t]`.
+pub fn score_matrix(projector: &Projector, set: &PairedSet) -> candle_core::Result<Vec<Vec<f32>>> {
+    similarity(
         &projector.images(&set.images)?,
         &projector.texts(&set.texts)?,
         projector.score(),
     )?
-    .to_vec2()?;
-    Ok(Ranks::of(&scores, &set.text_image))
+    .to_vec2()
+}
+
+/// Ranks of every query of `set` under `projector` (for metrics and recall curves).
+pub fn rank_projector(projector: &Projector, set: &PairedSet) -> candle_core::Result<Ranks> {
+    Ok(Ranks::of(&score_matrix(projector, set)?, &set.text_image))
 }
 
 /// The markdown table `xmodal eval` prints.

@@ -248,8 +248,7 @@ impl Hnsw {
             .expect("visited pool")
             .pop()
             .unwrap_or_else(|| Visited::new(0));
-        visited.start(self.len());
-        self.insert(id, &mut visited);
+        self.insert(id, &mut visited); // each layer search sizes and resets the visited list
         self.pool.get_mut().expect("visited pool").push(visited);
         id
     }
