@@ -1,5 +1,6 @@
-//! candle vs PyTorch training speed: the same heads, loss (VSE++ hardest negative, joint), batch
-//! and features, one invocation.
+//! Training speed against PyTorch: the same heads, loss (VSE++ hardest negative, joint), batch
+//! and features, one invocation; our fused CPU step and candle's autograd (`train --autograd`)
+//! both run.
 //! `cargo bench --bench train [-- --captions 20000 --epochs 2 --out-dim 256]`
 //! The PyTorch side is scripts/bench_train_reference.py (XMODAL_REF_PYTHON, as benches/encoders).
 
@@ -80,26 +81,35 @@ fn main() {
         margin: None,
         patience: epochs,
         seed: 0,
+        autograd: false,
     };
     let dir = std::env::temp_dir().join(format!("xmodal-train-bench-{}", std::process::id()));
-    let outcome = train(
-        &cfg,
-        "bench",
-        &set,
-        &val,
-        (
-            &spec(Modality::Image, image_dims),
-            &spec(Modality::Text, text_dims),
-        ),
-        &dir.join("heads"),
-        &Device::Cpu,
-        |_, _| {},
-        |_| {},
-    )
-    .unwrap();
-    let mut secs: Vec<f64> = outcome.log.iter().map(|e| e.seconds).collect();
-    secs.sort_by(f64::total_cmp);
-    let candle = secs[secs.len() / 2];
+    let epoch_seconds = |autograd: bool| {
+        let cfg = TrainConfig {
+            autograd,
+            ..cfg.clone()
+        };
+        let outcome = train(
+            &cfg,
+            "bench",
+            &set,
+            &val,
+            (
+                &spec(Modality::Image, image_dims),
+                &spec(Modality::Text, text_dims),
+            ),
+            &dir.join("heads"),
+            &Device::Cpu,
+            |_, _| {},
+            |_| {},
+        )
+        .unwrap();
+        let mut secs: Vec<f64> = outcome.log.iter().map(|e| e.seconds).collect();
+        secs.sort_by(f64::total_cmp);
+        secs[secs.len() / 2]
+    };
+    let fused = epoch_seconds(false);
+    let autograd = epoch_seconds(true);
 
     let write = |name: &str, v: &[f32]| {
         std::fs::File::create(dir.join(name))
@@ -135,12 +145,14 @@ fn main() {
         .unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     println!("\none epoch of {captions} captions ({images} images), batch {batch}, heads {image_dims}/{text_dims} -> {width} -> {out}, hardest joint, {threads} threads");
-    println!("candle: {candle:.2} s per epoch (includes the validation pass on 100 images)");
+    println!("xmodal, fused step: {fused:.2} s per epoch (includes validation on 100 images and the checkpoint)");
+    println!("xmodal, candle autograd: {autograd:.2} s per epoch");
     match reference["epoch_s"].as_f64() {
         Some(t) => println!(
-            "PyTorch {}: {t:.2} s per epoch; candle / PyTorch time: {:.2}x (target <= 1.0)",
+            "PyTorch {}: {t:.2} s per epoch\nfused / PyTorch time: {:.2}x (target <= 1.0); candle autograd / PyTorch: {:.2}x",
             reference["torch"].as_str().unwrap_or("?"),
-            candle / t
+            fused / t,
+            autograd / t
         ),
         None => println!("PyTorch reference not run ({python})"),
     }

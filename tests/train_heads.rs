@@ -79,6 +79,7 @@ fn config(loss: Loss, seed: u64) -> TrainConfig {
         margin: None,
         patience: 12,
         seed,
+        autograd: false,
     }
 }
 

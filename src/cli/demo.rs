@@ -225,6 +225,7 @@ async fn train_demo_heads(
         margin: None,
         patience: args.epochs,
         seed: 0,
+        autograd: false,
     };
     let bar = super::progress::bar(args.epochs as u64, "epochs");
     let outcome = train(

@@ -65,6 +65,10 @@ pub struct TrainArgs {
     pub patience: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Train through candle's autograd on the CPU instead of the fused step (same arithmetic,
+    /// slower; kept as the reference the fused step is tested against).
+    #[arg(long)]
+    pub autograd: bool,
     /// Output directory (default: DATA_DIR/heads/NAME).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -125,6 +129,7 @@ pub async fn run(
         margin: args.margin,
         patience: args.patience,
         seed: args.seed,
+        autograd: args.autograd,
     };
     let name = args
         .name

@@ -132,6 +132,18 @@ impl Mlp {
             .collect()
     }
 
+    /// Each layer's weight `[out, in]`, bias and (hidden layers) PReLU slope, input to output.
+    pub fn layers(&self) -> impl Iterator<Item = (&Var, &Var, Option<&Var>)> {
+        self.layers
+            .iter()
+            .map(|l| (&l.weight, &l.bias, l.slope.as_ref()))
+    }
+
+    /// The frozen input standardisation (mean, 1/std), when the head has one.
+    pub fn input_norm(&self) -> Option<(&Tensor, &Tensor)> {
+        self.norm.as_ref().map(|(m, s)| (m, s))
+    }
+
     /// `dropout`: the RNG for dropout masks while training; `None` at inference.
     pub fn forward(
         &self,

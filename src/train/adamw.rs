@@ -41,7 +41,7 @@ impl TrainOptimizer {
 
     pub fn set_learning_rate(&mut self, lr: f64) {
         match self {
-            Self::Fused(opt) => opt.params.lr = lr,
+            Self::Fused(opt) => opt.state.params.lr = lr,
             Self::Candle { opt, .. } => opt.set_learning_rate(lr),
         }
     }
@@ -49,21 +49,14 @@ impl TrainOptimizer {
 
 pub struct FusedAdamW {
     vars: Vec<Var>,
-    first: Vec<Vec<f32>>,
-    second: Vec<Vec<f32>>,
-    params: ParamsAdamW,
-    step_t: i32,
+    state: AdamWState,
 }
 
 impl FusedAdamW {
     pub fn new(vars: Vec<Var>, params: ParamsAdamW) -> candle_core::Result<Self> {
-        let zeros = |v: &Var| vec![0f32; v.elem_count()];
         Ok(Self {
-            first: vars.iter().map(zeros).collect(),
-            second: vars.iter().map(zeros).collect(),
+            state: AdamWState::new(vars.iter().map(|v| v.elem_count()), params),
             vars,
-            params,
-            step_t: 0,
         })
     }
 
@@ -78,7 +71,50 @@ impl FusedAdamW {
                     .transpose()
             })
             .collect::<candle_core::Result<_>>()?;
-        let norm = g
+        let mut theta: Vec<Vec<f32>> = self
+            .vars
+            .iter()
+            .map(|v| v.flatten_all()?.to_vec1::<f32>())
+            .collect::<candle_core::Result<_>>()?;
+        let mut params: Vec<&mut [f32]> = theta.iter_mut().map(|t| t.as_mut_slice()).collect();
+        let grads: Vec<Option<&[f32]>> = g.iter().map(|g| g.as_deref()).collect();
+        self.state.update(&mut params, &grads, max_norm);
+        for ((var, theta), g) in self.vars.iter().zip(theta).zip(&g) {
+            if g.is_some() {
+                var.set(&Tensor::from_vec(theta, var.shape(), var.device())?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// AdamW's moments and step count over plain parameter slices: one pass over the gradients for
+/// their global norm, one pass per parameter for the update.
+pub struct AdamWState {
+    first: Vec<Vec<f32>>,
+    second: Vec<Vec<f32>>,
+    pub params: ParamsAdamW,
+    step_t: i32,
+}
+
+impl AdamWState {
+    pub fn new(sizes: impl Iterator<Item = usize>, params: ParamsAdamW) -> Self {
+        let (first, second) = sizes.map(|n| (vec![0f32; n], vec![0f32; n])).unzip();
+        Self {
+            first,
+            second,
+            params,
+            step_t: 0,
+        }
+    }
+
+    /// One update of `params[i]` by `grads[i]` (a parameter without a gradient is left alone),
+    /// the gradients first scaled together so their global L2 norm is at most `max_norm` (no
+    /// clipping when `max_norm <= 0`).
+    pub fn update(&mut self, params: &mut [&mut [f32]], grads: &[Option<&[f32]>], max_norm: f64) {
+        assert_eq!(params.len(), self.first.len(), "one slice per parameter");
+        assert_eq!(grads.len(), self.first.len(), "one gradient per parameter");
+        let norm = grads
             .iter()
             .flatten()
             .flat_map(|g| g.iter())
@@ -97,9 +133,9 @@ impl FusedAdamW {
         let scale_v = (1.0 / (1.0 - p.beta2.powi(self.step_t))) as f32;
         let (lr, eps) = (p.lr as f32, p.eps as f32);
         let decay = (1.0 - p.lr * p.weight_decay) as f32;
-        for (i, var) in self.vars.iter().enumerate() {
-            let Some(g) = &g[i] else { continue };
-            let mut theta = var.flatten_all()?.to_vec1::<f32>()?;
+        for (i, theta) in params.iter_mut().enumerate() {
+            let Some(g) = grads[i] else { continue };
+            assert_eq!(theta.len(), g.len(), "gradient shaped as its parameter");
             let (m, v) = (&mut self.first[i], &mut self.second[i]);
             for (((t, m), v), &g) in theta.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
                 let g = g * clip;
@@ -107,9 +143,7 @@ impl FusedAdamW {
                 *v = b2 * *v + (1.0 - b2) * g * g;
                 *t = *t * decay - lr * (*m * scale_m) / ((*v * scale_v).sqrt() + eps);
             }
-            var.set(&Tensor::from_vec(theta, var.shape(), var.device())?)?;
         }
-        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod adamw;
 mod denormals;
+mod fused;
 pub mod losses;
 
 use std::{io::Write, path::Path, time::Instant};
@@ -56,6 +57,10 @@ pub struct TrainConfig {
     pub margin: Option<f32>,
     pub patience: usize,
     pub seed: u64,
+    /// Train through candle's autograd on the CPU too, instead of the fused step (the same
+    /// arithmetic, slower; other devices always use autograd).
+    #[serde(default)]
+    pub autograd: bool,
 }
 
 impl TrainConfig {
@@ -173,14 +178,18 @@ pub fn train(
     if cfg.loss == Loss::Infonce {
         vars.push(log_scale.clone());
     }
-    let mut opt = adamw::TrainOptimizer::new(
-        vars,
-        ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        },
-    )?;
+    let params = ParamsAdamW {
+        lr: cfg.lr,
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    };
+    let mut stepper = if device.is_cpu() && !cfg.autograd {
+        Stepper::Fused(Box::new(fused::FusedTrainer::new(
+            &image, &text, &log_scale, cfg, params,
+        )?))
+    } else {
+        Stepper::Autograd(adamw::TrainOptimizer::new(vars, params)?)
+    };
     std::fs::create_dir_all(out)?;
     let mut log_file = std::fs::File::create(out.join("train_log.jsonl"))?;
 
@@ -201,38 +210,27 @@ pub fn train(
             }
             let text_idx: Vec<u32> = batch.iter().map(|&t| t as u32).collect();
             let img_idx: Vec<u32> = batch.iter().map(|&t| text_image[t]).collect();
-            let same: Vec<Vec<bool>> = img_idx
-                .iter()
-                .map(|a| img_idx.iter().map(|b| a == b).collect())
-                .collect();
-            let b = batch.len();
-            let x_img = train
-                .images
-                .index_select(&Tensor::from_vec(img_idx, b, device)?, 0)?;
-            let x_txt = train
-                .texts
-                .index_select(&Tensor::from_vec(text_idx, b, device)?, 0)?;
-            let e_img = image.forward(&x_img, Some(&mut rng))?;
-            let e_txt = text.forward(&x_txt, Some(&mut rng))?;
-            let loss = match cfg.loss {
-                Loss::Triplet => {
-                    losses::triplet(&e_img, &e_txt, &same, cfg.direction, cfg.margin(), &mut rng)?
-                }
-                Loss::Hardest => losses::hardest(
-                    &e_img,
-                    &e_txt,
-                    &losses::negative_mask(&same, device)?,
-                    cfg.direction,
-                    cfg.margin(),
+            let loss = match &mut stepper {
+                Stepper::Fused(fused) => fused.step(
+                    (&train.images, &train.texts),
+                    (&img_idx, &text_idx),
+                    &mut rng,
+                    cfg.grad_clip,
                 )?,
-                Loss::Infonce => {
-                    losses::infonce(&e_img, &e_txt, &same, log_scale.as_tensor(), cfg.direction)?
-                }
+                Stepper::Autograd(opt) => autograd_step(
+                    cfg,
+                    (&image, &text, &log_scale),
+                    train,
+                    (img_idx, text_idx),
+                    &mut rng,
+                    opt,
+                )?,
             };
-            total += loss.to_scalar::<f32>()? as f64;
-            let mut grads = loss.backward()?;
-            opt.step(&mut grads, cfg.grad_clip)?;
+            total += loss as f64;
             on_step(step + 1, steps);
+        }
+        if let Stepper::Fused(fused) = &stepper {
+            fused.write_back(&image, &text, &log_scale)?;
         }
         // score this epoch on the validation split: project once, for metrics and collapse alike
         let (e_img, e_txt) = (
@@ -294,7 +292,10 @@ pub fn train(
         }
         if cfg.decay_every > 0 && epoch % cfg.decay_every == 0 {
             lr *= cfg.lr_decay;
-            opt.set_learning_rate(lr);
+            match &mut stepper {
+                Stepper::Fused(fused) => fused.set_learning_rate(lr),
+                Stepper::Autograd(opt) => opt.set_learning_rate(lr),
+            }
         }
     }
     let (best_epoch, best) = best.expect("at least one epoch ran");
@@ -306,6 +307,53 @@ pub fn train(
         mean_epoch_seconds,
         log,
     })
+}
+
+/// How a training step runs: written out on the CPU, or candle's autograd.
+enum Stepper {
+    Fused(Box<fused::FusedTrainer>),
+    Autograd(adamw::TrainOptimizer),
+}
+
+/// One step through candle's autograd: forward both heads, the loss, backward, AdamW.
+fn autograd_step(
+    cfg: &TrainConfig,
+    (image, text, log_scale): (&Mlp, &Mlp, &Var),
+    train: &PairedSet,
+    (img_idx, text_idx): (Vec<u32>, Vec<u32>),
+    rng: &mut Rng,
+    opt: &mut adamw::TrainOptimizer,
+) -> Result<f32, TrainError> {
+    let device = train.images.device();
+    let same: Vec<Vec<bool>> = img_idx
+        .iter()
+        .map(|a| img_idx.iter().map(|b| a == b).collect())
+        .collect();
+    let b = img_idx.len();
+    let x_img = train
+        .images
+        .index_select(&Tensor::from_vec(img_idx, b, device)?, 0)?;
+    let x_txt = train
+        .texts
+        .index_select(&Tensor::from_vec(text_idx, b, device)?, 0)?;
+    let e_img = image.forward(&x_img, Some(rng))?;
+    let e_txt = text.forward(&x_txt, Some(rng))?;
+    let loss = match cfg.loss {
+        Loss::Triplet => losses::triplet(&e_img, &e_txt, &same, cfg.direction, cfg.margin(), rng)?,
+        Loss::Hardest => losses::hardest(
+            &e_img,
+            &e_txt,
+            &losses::negative_mask(&same, device)?,
+            cfg.direction,
+            cfg.margin(),
+        )?,
+        Loss::Infonce => {
+            losses::infonce(&e_img, &e_txt, &same, log_scale.as_tensor(), cfg.direction)?
+        }
+    };
+    let value = loss.to_scalar::<f32>()?;
+    opt.step(&mut loss.backward()?, cfg.grad_clip)?;
+    Ok(value)
 }
 
 fn heads_config(
