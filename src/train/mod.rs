@@ -9,6 +9,7 @@ mod adamw;
 mod denormals;
 mod fused;
 pub mod losses;
+pub mod negatives;
 
 use std::{io::Write, path::Path, time::Instant};
 
@@ -194,6 +195,7 @@ pub fn train(
     let mut log_file = std::fs::File::create(out.join("train_log.jsonl"))?;
 
     let text_image: Vec<u32> = train.text_image.iter().map(|&i| i as u32).collect();
+    let caption_keys = negatives::caption_keys(&train.captions);
     let mut order: Vec<usize> = (0..n).collect();
     let mut best: Option<(usize, Metrics)> = None;
     let mut stale = 0;
@@ -210,10 +212,12 @@ pub fn train(
             }
             let text_idx: Vec<u32> = batch.iter().map(|&t| t as u32).collect();
             let img_idx: Vec<u32> = batch.iter().map(|&t| text_image[t]).collect();
+            let same = negatives::not_negatives(&img_idx, &text_idx, &caption_keys);
             let loss = match &mut stepper {
                 Stepper::Fused(fused) => fused.step(
                     (&train.images, &train.texts),
                     (&img_idx, &text_idx),
+                    &same,
                     &mut rng,
                     cfg.grad_clip,
                 )?,
@@ -222,6 +226,7 @@ pub fn train(
                     (&image, &text, &log_scale),
                     train,
                     (img_idx, text_idx),
+                    &same,
                     &mut rng,
                     opt,
                 )?,
@@ -321,15 +326,13 @@ fn autograd_step(
     (image, text, log_scale): (&Mlp, &Mlp, &Var),
     train: &PairedSet,
     (img_idx, text_idx): (Vec<u32>, Vec<u32>),
+    same: &[bool],
     rng: &mut Rng,
     opt: &mut adamw::TrainOptimizer,
 ) -> Result<f32, TrainError> {
     let device = train.images.device();
-    let same: Vec<Vec<bool>> = img_idx
-        .iter()
-        .map(|a| img_idx.iter().map(|b| a == b).collect())
-        .collect();
     let b = img_idx.len();
+    let same: Vec<Vec<bool>> = same.chunks(b).map(|row| row.to_vec()).collect();
     let x_img = train
         .images
         .index_select(&Tensor::from_vec(img_idx, b, device)?, 0)?;

@@ -34,7 +34,6 @@ pub struct FusedTrainer {
     margin: f32,
     opt: AdamWState,
     grads: LossGrads,
-    same: Vec<bool>,
 }
 
 impl FusedTrainer {
@@ -60,7 +59,6 @@ impl FusedTrainer {
             margin: cfg.margin(),
             opt: AdamWState::new(sizes.into_iter(), params),
             grads: LossGrads::new(),
-            same: Vec::new(),
             image,
             text,
         })
@@ -71,15 +69,17 @@ impl FusedTrainer {
     }
 
     /// One training step on the pairs (`image_rows[i]` of `images`, `text_rows[i]` of
-    /// `texts`); returns the batch loss.
+    /// `texts`); `same[i * b + j]` says pairs i and j are no negatives of each other. Returns
+    /// the batch loss.
     pub fn step(
         &mut self,
         (images, texts): (&Tensor, &Tensor),
         (image_rows, text_rows): (&[u32], &[u32]),
+        same: &[bool],
         rng: &mut Rng,
         max_norm: f64,
     ) -> candle_core::Result<f32> {
-        let loss = self.loss_and_grads((images, texts), (image_rows, text_rows), rng)?;
+        let loss = self.loss_and_grads((images, texts), (image_rows, text_rows), same, rng)?;
         let mut params: Vec<&mut [f32]> = Vec::new();
         let mut grads: Vec<Option<&[f32]>> = Vec::new();
         for head in [&mut self.image, &mut self.text] {
@@ -108,22 +108,21 @@ impl FusedTrainer {
         &mut self,
         (images, texts): (&Tensor, &Tensor),
         (image_rows, text_rows): (&[u32], &[u32]),
+        same: &[bool],
         rng: &mut Rng,
     ) -> candle_core::Result<f32> {
         let rows = image_rows.len();
-        if text_rows.len() != rows {
-            candle_core::bail!("{rows} image rows but {} text rows", text_rows.len())
+        if text_rows.len() != rows || same.len() != rows * rows {
+            candle_core::bail!(
+                "{rows} image rows, {} text rows, {} negative flags",
+                text_rows.len(),
+                same.len()
+            )
         }
         gather_rows(images, image_rows, self.image.input_buffer(rows))?;
         gather_rows(texts, text_rows, self.text.input_buffer(rows))?;
         self.image.forward(rng);
         self.text.forward(rng);
-        self.same.clear();
-        self.same.extend(
-            image_rows
-                .iter()
-                .flat_map(|a| image_rows.iter().map(move |b| a == b)),
-        );
         let dims = self.image.output_dims();
         self.grads.compute(
             self.loss,
@@ -132,7 +131,7 @@ impl FusedTrainer {
                 texts: &self.text.embedding,
                 rows,
                 dims,
-                same: &self.same,
+                same,
             },
             self.direction,
             self.margin,
