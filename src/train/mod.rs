@@ -320,43 +320,59 @@ enum Stepper {
     Autograd(adamw::TrainOptimizer),
 }
 
-/// One step through candle's autograd: forward both heads, the loss, backward, AdamW.
+/// One step through candle's autograd: the loss, backward, AdamW.
 fn autograd_step(
     cfg: &TrainConfig,
-    (image, text, log_scale): (&Mlp, &Mlp, &Var),
+    heads: (&Mlp, &Mlp, &Var),
     train: &PairedSet,
     (img_idx, text_idx): (Vec<u32>, Vec<u32>),
     same: &[bool],
     rng: &mut Rng,
     opt: &mut adamw::TrainOptimizer,
 ) -> Result<f32, TrainError> {
-    let device = train.images.device();
+    let loss = autograd_loss(
+        cfg,
+        heads,
+        (&train.images, &train.texts),
+        (&img_idx, &text_idx),
+        same,
+        rng,
+    )?;
+    let value = loss.to_scalar::<f32>()?;
+    opt.step(&mut loss.backward()?, cfg.grad_clip)?;
+    Ok(value)
+}
+
+/// The batch loss as a candle graph: both heads' forward passes (dropout masks from `rng`), then
+/// the loss (triplet negatives from `rng`). The fused step is tested against this.
+pub(crate) fn autograd_loss(
+    cfg: &TrainConfig,
+    (image, text, log_scale): (&Mlp, &Mlp, &Var),
+    (images, texts): (&Tensor, &Tensor),
+    (img_idx, text_idx): (&[u32], &[u32]),
+    same: &[bool],
+    rng: &mut Rng,
+) -> candle_core::Result<Tensor> {
+    let device = images.device();
     let b = img_idx.len();
     let same: Vec<Vec<bool>> = same.chunks(b).map(|row| row.to_vec()).collect();
-    let x_img = train
-        .images
-        .index_select(&Tensor::from_vec(img_idx, b, device)?, 0)?;
-    let x_txt = train
-        .texts
-        .index_select(&Tensor::from_vec(text_idx, b, device)?, 0)?;
+    let x_img = images.index_select(&Tensor::from_slice(img_idx, b, device)?, 0)?;
+    let x_txt = texts.index_select(&Tensor::from_slice(text_idx, b, device)?, 0)?;
     let e_img = image.forward(&x_img, Some(rng))?;
     let e_txt = text.forward(&x_txt, Some(rng))?;
-    let loss = match cfg.loss {
-        Loss::Triplet => losses::triplet(&e_img, &e_txt, &same, cfg.direction, cfg.margin(), rng)?,
+    match cfg.loss {
+        Loss::Triplet => losses::triplet(&e_img, &e_txt, &same, cfg.direction, cfg.margin(), rng),
         Loss::Hardest => losses::hardest(
             &e_img,
             &e_txt,
             &losses::negative_mask(&same, device)?,
             cfg.direction,
             cfg.margin(),
-        )?,
+        ),
         Loss::Infonce => {
-            losses::infonce(&e_img, &e_txt, &same, log_scale.as_tensor(), cfg.direction)?
+            losses::infonce(&e_img, &e_txt, &same, log_scale.as_tensor(), cfg.direction)
         }
-    };
-    let value = loss.to_scalar::<f32>()?;
-    opt.step(&mut loss.backward()?, cfg.grad_clip)?;
-    Ok(value)
+    }
 }
 
 fn heads_config(

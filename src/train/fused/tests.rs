@@ -6,7 +6,7 @@ use candle_nn::ParamsAdamW;
 use super::*;
 use crate::{
     project::MlpConfig,
-    train::{adamw::TrainOptimizer, losses, Architecture},
+    train::{adamw::TrainOptimizer, Architecture},
 };
 
 const IMAGE_DIMS: usize = 24;
@@ -97,41 +97,22 @@ fn data(repeats: bool) -> (Tensor, Tensor, Vec<u32>, Vec<u32>) {
     )
 }
 
-/// candle's loss for one batch, as `train` computed it before the fused step.
+/// candle's loss for one batch, as `train --autograd` computes it.
 fn candle_loss(
     cfg: &TrainConfig,
-    (image, text, log_scale): (&Mlp, &Mlp, &Var),
-    (images, texts): (&Tensor, &Tensor),
+    heads: (&Mlp, &Mlp, &Var),
+    features: (&Tensor, &Tensor),
     (image_rows, text_rows): (&[u32], &[u32]),
     rng: &mut Rng,
 ) -> Tensor {
-    let dev = Device::Cpu;
-    let b = image_rows.len();
-    let x_img = images
-        .index_select(&Tensor::from_slice(image_rows, b, &dev).unwrap(), 0)
-        .unwrap();
-    let x_txt = texts
-        .index_select(&Tensor::from_slice(text_rows, b, &dev).unwrap(), 0)
-        .unwrap();
-    let e_img = image.forward(&x_img, Some(rng)).unwrap();
-    let e_txt = text.forward(&x_txt, Some(rng)).unwrap();
-    let same: Vec<Vec<bool>> = not_negatives(image_rows, text_rows)
-        .chunks(b)
-        .map(|row| row.to_vec())
-        .collect();
-    match cfg.loss {
-        Loss::Triplet => losses::triplet(&e_img, &e_txt, &same, cfg.direction, cfg.margin(), rng),
-        Loss::Hardest => losses::hardest(
-            &e_img,
-            &e_txt,
-            &losses::negative_mask(&same, &dev).unwrap(),
-            cfg.direction,
-            cfg.margin(),
-        ),
-        Loss::Infonce => {
-            losses::infonce(&e_img, &e_txt, &same, log_scale.as_tensor(), cfg.direction)
-        }
-    }
+    crate::train::autograd_loss(
+        cfg,
+        heads,
+        features,
+        (image_rows, text_rows),
+        &not_negatives(image_rows, text_rows),
+        rng,
+    )
     .unwrap()
 }
 
