@@ -6,6 +6,8 @@
 //! element-wise pass, activations live in buffers reused every step, and the first layer's input
 //! gradient (features are not trained) is never computed.
 
+use rayon::prelude::*;
+
 use super::gemm::{matmul, View};
 use crate::rng::Rng;
 
@@ -46,7 +48,12 @@ pub struct DenseMlp {
     /// dLoss/d(layer output), reused by the backward pass.
     delta: Vec<f32>,
     delta_below: Vec<f32>,
+    /// A row of ones: bias gradients are `onesᵀ · delta`.
+    ones: Vec<f32>,
 }
+
+/// Elements per parallel task of the element-wise passes.
+const CHUNK: usize = 1 << 14;
 
 /// candle's `l2_normalize` clamps row norms here.
 const MIN_NORM: f32 = 1e-12;
@@ -82,6 +89,7 @@ impl DenseMlp {
             embedding: Vec::new(),
             delta: Vec::new(),
             delta_below: Vec::new(),
+            ones: Vec::new(),
         }
     }
 
@@ -149,11 +157,15 @@ impl DenseMlp {
                     mask.resize(out.len(), 1.0);
                 }
                 let next = &mut self.inputs[i + 1];
-                next.clear();
-                next.extend(out.iter().zip(mask.iter()).map(|(&z, &m)| {
-                    let a = if z >= 0.0 { z } else { slope * z };
-                    a * m
-                }));
+                next.resize(out.len(), 0.0);
+                next.par_chunks_mut(CHUNK)
+                    .zip(out.par_chunks(CHUNK))
+                    .zip(mask.par_chunks(CHUNK))
+                    .for_each(|((next, out), mask)| {
+                        for ((h, &z), &m) in next.iter_mut().zip(out).zip(mask) {
+                            *h = if z >= 0.0 { z } else { slope * z } * m;
+                        }
+                    });
                 self.pre[i] = out;
             } else {
                 self.raw = out;
@@ -208,12 +220,14 @@ impl DenseMlp {
                 View::new(&delta, rows, layer.outputs).t(),
                 View::new(&self.inputs[i], rows, layer.inputs),
             );
-            grads.bias.fill(0.0);
-            for row in delta.chunks_exact(layer.outputs) {
-                for (b, d) in grads.bias.iter_mut().zip(row) {
-                    *b += d;
-                }
-            }
+            // column sums of delta, as a product with a row of ones
+            self.ones.resize(rows, 1.0);
+            matmul(
+                &mut grads.bias,
+                false,
+                View::new(&self.ones, 1, rows),
+                View::new(&delta, rows, layer.outputs),
+            );
             if i == 0 {
                 break; // features are not trained: no gradient for them
             }
@@ -227,21 +241,26 @@ impl DenseMlp {
                 View::new(&layer.weight, layer.outputs, layer.inputs),
             );
             let slope = self.layers[i - 1].slope.unwrap_or(1.0);
-            let mut d_slope = 0.0f32;
-            for ((d, &z), &m) in below
-                .iter_mut()
-                .zip(&self.pre[i - 1])
-                .zip(&self.masks[i - 1])
-            {
-                let da = *d * m;
-                if z >= 0.0 {
-                    *d = da;
-                } else {
-                    d_slope += da * z;
-                    *d = da * slope;
-                }
-            }
-            self.grads[i - 1].slope = d_slope;
+            // partial slope gradients per chunk, added in a fixed order (same sum every run)
+            let partial: Vec<f32> = below
+                .par_chunks_mut(CHUNK)
+                .zip(self.pre[i - 1].par_chunks(CHUNK))
+                .zip(self.masks[i - 1].par_chunks(CHUNK))
+                .map(|((below, pre), mask)| {
+                    let mut d_slope = 0.0f32;
+                    for ((d, &z), &m) in below.iter_mut().zip(pre).zip(mask) {
+                        let da = *d * m;
+                        if z >= 0.0 {
+                            *d = da;
+                        } else {
+                            d_slope += da * z;
+                            *d = da * slope;
+                        }
+                    }
+                    d_slope
+                })
+                .collect();
+            self.grads[i - 1].slope = partial.iter().sum();
             std::mem::swap(&mut delta, &mut below);
         }
         self.delta = delta;
