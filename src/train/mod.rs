@@ -225,7 +225,7 @@ pub fn train(
                     cfg,
                     (&image, &text, &log_scale),
                     train,
-                    (img_idx, text_idx),
+                    (&img_idx, &text_idx),
                     &same,
                     &mut rng,
                     opt,
@@ -325,19 +325,12 @@ fn autograd_step(
     cfg: &TrainConfig,
     heads: (&Mlp, &Mlp, &Var),
     train: &PairedSet,
-    (img_idx, text_idx): (Vec<u32>, Vec<u32>),
+    rows: (&[u32], &[u32]),
     same: &[bool],
     rng: &mut Rng,
     opt: &mut adamw::TrainOptimizer,
 ) -> Result<f32, TrainError> {
-    let loss = autograd_loss(
-        cfg,
-        heads,
-        (&train.images, &train.texts),
-        (&img_idx, &text_idx),
-        same,
-        rng,
-    )?;
+    let loss = autograd_loss(cfg, heads, (&train.images, &train.texts), rows, same, rng)?;
     let value = loss.to_scalar::<f32>()?;
     opt.step(&mut loss.backward()?, cfg.grad_clip)?;
     Ok(value)
