@@ -1,6 +1,6 @@
 //! Metric-learning losses over a batch of (image, caption) pairs. Row `i` of `images` and `texts`
-//! is a positive pair; `same[i][j]` says pairs `i` and `j` share an image (then `j` is no negative
-//! for `i`, whatever the loss).
+//! is a positive pair; `same[i][j]` says pairs `i` and `j` share an image or a caption text
+//! (`train::negatives`; then `j` is no negative for `i`, whatever the loss).
 
 use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};

@@ -174,11 +174,6 @@ pub fn train(
     text.fit_input_norm(&train.texts)?;
     // CLIP's initial temperature 0.07
     let log_scale = Var::from_tensor(&Tensor::new(&[(1.0f32 / 0.07).ln()], device)?)?;
-    let mut vars = image.vars();
-    vars.extend(text.vars());
-    if cfg.loss == Loss::Infonce {
-        vars.push(log_scale.clone());
-    }
     let params = ParamsAdamW {
         lr: cfg.lr,
         weight_decay: cfg.weight_decay,
@@ -189,6 +184,11 @@ pub fn train(
             &image, &text, &log_scale, cfg, params,
         )?))
     } else {
+        let mut vars = image.vars();
+        vars.extend(text.vars());
+        if cfg.loss == Loss::Infonce {
+            vars.push(log_scale.clone());
+        }
         Stepper::Autograd(adamw::TrainOptimizer::new(vars, params)?)
     };
     std::fs::create_dir_all(out)?;

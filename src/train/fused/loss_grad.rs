@@ -10,6 +10,7 @@ use crate::{
 };
 
 /// Loss value and its gradients with respect to both embeddings (and the InfoNCE log-scale).
+#[derive(Default)]
 pub struct LossGrads {
     pub loss: f32,
     pub images: Vec<f32>,
@@ -25,23 +26,12 @@ pub struct Batch<'a> {
     pub texts: &'a [f32],
     pub rows: usize,
     pub dims: usize,
-    /// `same[i * rows + j]`: pairs i and j share an image.
+    /// `same[i * rows + j]`: pairs i and j are no negatives of each other (one image or one
+    /// caption text, `train::negatives`).
     pub same: &'a [bool],
 }
 
 impl LossGrads {
-    pub fn new() -> Self {
-        Self {
-            loss: 0.0,
-            images: Vec::new(),
-            texts: Vec::new(),
-            log_scale: 0.0,
-            scores: Vec::new(),
-            d_scores: Vec::new(),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
     pub fn compute(
         &mut self,
         loss: Loss,
@@ -177,7 +167,7 @@ impl LossGrads {
     }
 
     /// Symmetric cross-entropy over `exp(log_scale)`-scaled similarities (scale clamped at
-    /// 100); other captions of an anchor's image are masked out, averaged over directions.
+    /// 100); pairs that are no negatives (other than the target) are masked out, averaged over directions.
     fn infonce(&mut self, b: &Batch, direction: Direction, log_scale: f32) {
         let rows = b.rows;
         let raw_scale = log_scale.exp();
@@ -296,7 +286,7 @@ mod tests {
             dims: 2,
             same: &same,
         };
-        let mut g = LossGrads::new();
+        let mut g = LossGrads::default();
         g.compute(
             Loss::Hardest,
             &batch,

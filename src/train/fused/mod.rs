@@ -58,7 +58,7 @@ impl FusedTrainer {
             direction: cfg.direction,
             margin: cfg.margin(),
             opt: AdamWState::new(sizes.into_iter(), params),
-            grads: LossGrads::new(),
+            grads: LossGrads::default(),
             image,
             text,
         })
