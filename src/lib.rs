@@ -13,4 +13,5 @@ pub mod project;
 pub mod report;
 pub mod rng;
 pub mod serve;
+pub mod simd;
 pub mod train;

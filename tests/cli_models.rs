@@ -162,3 +162,83 @@ fn missing_model_dir_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// Run `xmodal` with extra environment; returns stdout (asserting success).
+fn xmodal_env(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn embeddings(jsonl: &str) -> Vec<Vec<f64>> {
+    jsonl
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+/// `XMODAL_PORTABLE_KERNELS=1` sends the whole pipeline through the portable fallbacks (BERT's
+/// GELU and attention, image resampling) that CPUs without AVX2 run: the embeddings are those of
+/// the dispatched kernels, within float reordering (text) and one pixel level (images).
+#[test]
+fn portable_kernels_give_the_dispatched_embeddings() {
+    let text_model = kit_model("minilm-l6");
+    let image_model = kit_model("efficientnet-lite0");
+    let text = [
+        "embed",
+        "text",
+        "--model",
+        text_model.to_str().unwrap(),
+        "a red circle left of a blue square",
+        "two dogs play in the snow near a wooden fence",
+    ];
+    let photos = [
+        fixture("parity/china.jpg"),
+        fixture("parity/crop_china.png"),
+    ];
+    let mut image = vec![
+        "embed".to_string(),
+        "image".into(),
+        "--model".into(),
+        image_model.display().to_string(),
+    ];
+    image.extend(photos.iter().map(|p| p.display().to_string()));
+    let image: Vec<&str> = image.iter().map(String::as_str).collect();
+    let portable = [("XMODAL_PORTABLE_KERNELS", "1")];
+    for (what, args, max_diff) in [("text", &text[..], 1e-5), ("image", &image[..], 2e-2)] {
+        let dispatched = embeddings(&xmodal_env(args, &[("XMODAL_PORTABLE_KERNELS", "0")]));
+        let fallback = embeddings(&xmodal_env(args, &portable));
+        assert_eq!(dispatched.len(), fallback.len());
+        for (a, b) in dispatched.iter().zip(&fallback) {
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max);
+            let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let cosine = dot / (norm(a) * norm(b));
+            eprintln!("{what}: max |dispatched - portable| = {diff:e}, cosine {cosine}");
+            assert!(
+                diff <= max_diff && cosine > 0.9999,
+                "{what}: {diff}, {cosine}"
+            );
+        }
+    }
+}

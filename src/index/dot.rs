@@ -1,7 +1,7 @@
 //! Inner products, the only distance the indexes use (vectors are L2-normalised, so cosine
 //! similarity is the inner product): f32 against f32 (exact search) and f32 queries against the
-//! graph's f16-stored vectors. AVX2+FMA (+F16C) is chosen at run time; other CPUs get portable
-//! loops.
+//! graph's f16-stored vectors. AVX2+FMA (+F16C) is chosen at run time; other CPUs (and
+//! `XMODAL_PORTABLE_KERNELS=1`, see `crate::simd`) get portable loops.
 
 /// A dot-product kernel: picked once per index, then called through the pointer in hot loops.
 pub type DotFn = fn(&[f32], &[f32]) -> f32;
@@ -10,8 +10,7 @@ pub type DotFn = fn(&[f32], &[f32]) -> f32;
 pub fn kernel() -> DotFn {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if crate::simd::avx2_fma() {
             return dot_avx2_checked;
         }
     }
@@ -24,10 +23,7 @@ pub type DotF16Fn = fn(&[f32], &[u16]) -> f32;
 pub fn kernel_f16() -> DotF16Fn {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if crate::simd::avx2_fma_f16c() {
             return dot_f16_avx2_checked;
         }
     }

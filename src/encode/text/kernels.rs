@@ -42,7 +42,7 @@ unsafe fn gelu_slice_avx2(xs: &mut [f32]) {
 
 fn gelu_dispatch(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if crate::simd::avx2_fma() {
         // SAFETY: the CPU supports the features this copy was compiled for.
         return unsafe { gelu_slice_avx2(xs) };
     }
@@ -151,7 +151,7 @@ fn attend_dispatch(
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if crate::simd::avx2_fma() {
         // SAFETY: the CPU supports the features this copy was compiled for.
         return unsafe { attend_head_avx2(qkv, mask, l, hidden, head, d, out) };
     }
@@ -250,5 +250,35 @@ mod tests {
         assert_eq!(out, [10.0, 10.0]);
         attend_head(&qkv, &[1.0, 1.0], 2, 1, 0, 1, &mut out);
         assert!((out[0] - 15.0).abs() < 1e-5 && (out[1] - 15.0).abs() < 1e-5);
+    }
+
+    /// The copies chosen at run time (AVX2+FMA where present) agree with the portable loops
+    /// that CPUs without them (and `XMODAL_PORTABLE_KERNELS=1`) run.
+    #[test]
+    fn dispatched_kernels_match_the_portable_ones() {
+        let mut rng = crate::rng::Rng::new(11);
+        let mut xs: Vec<f32> = (0..1027).map(|_| 3.0 * rng.normal()).collect();
+        let mut portable = xs.clone();
+        gelu_dispatch(&mut xs);
+        gelu_slice(&mut portable);
+        for (a, b) in xs.iter().zip(&portable) {
+            assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "gelu {a} vs {b}");
+        }
+        // 7 positions, 4 heads of 16, the last two keys masked
+        let (l, heads, d) = (7, 4, 16);
+        let hidden = heads * d;
+        let qkv: Vec<f32> = (0..l * 3 * hidden).map(|_| rng.normal()).collect();
+        let mask = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0];
+        for head in 0..heads {
+            let (mut a, mut b) = (vec![0.0; l * d], vec![0.0; l * d]);
+            attend_dispatch(&qkv, &mask, l, hidden, head, d, &mut a);
+            attend_head(&qkv, &mask, l, hidden, head, d, &mut b);
+            for (x, y) in a.iter().zip(&b) {
+                assert!(
+                    (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                    "head {head}: {x} vs {y}"
+                );
+            }
+        }
     }
 }
