@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Requests in flight before new ones get 429.
     #[arg(long, env = "XMODAL_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,
+    /// Image requests (uploads, image queries) held at once before new ones get 429; with
+    /// --max-body-mb it bounds the memory image bodies can take.
+    #[arg(long, env = "XMODAL_MAX_IMAGE_REQUESTS", default_value_t = 32)]
+    pub max_image_requests: usize,
     /// Largest text-encoder batch.
     #[arg(long, env = "XMODAL_MAX_BATCH", default_value_t = 32)]
     pub max_batch: usize,
@@ -74,8 +78,11 @@ impl ServeArgs {
         };
         index.validate().map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
-            self.max_batch >= 1 && self.max_image_batch >= 1 && self.max_in_flight >= 1,
-            "--max-batch, --max-image-batch and --max-in-flight must be at least 1"
+            self.max_batch >= 1
+                && self.max_image_batch >= 1
+                && self.max_in_flight >= 1
+                && self.max_image_requests >= 1,
+            "--max-batch, --max-image-batch, --max-in-flight and --max-image-requests must be at least 1"
         );
         let server = ServerConfig {
             addr: self.addr,
@@ -83,6 +90,7 @@ impl ServeArgs {
             limits: Limits {
                 max_body_bytes: self.max_body_mb << 20,
                 max_in_flight: self.max_in_flight,
+                max_image_requests: self.max_image_requests,
                 ..Default::default()
             },
         };

@@ -1,6 +1,8 @@
 //! The inference backend: one worker thread per encoder, fed by a bounded queue. A worker takes
 //! the first waiting request, gathers more for up to `max_wait` or `max_batch` items, runs one
-//! batched forward pass and answers each request. Requests whose client has gone are skipped.
+//! batched forward pass and answers each request. A request may carry several items (an
+//! upload's captions), which always stay in one batch. Requests whose client has gone are
+//! skipped.
 //! The HTTP layer never touches a tensor; this layer never sees JSON.
 
 use std::{
@@ -57,8 +59,8 @@ pub enum EngineError {
 }
 
 struct Job<I> {
-    input: I,
-    reply: oneshot::Sender<Result<Vec<f32>, String>>,
+    inputs: Vec<I>,
+    reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
 }
 
 /// A queue in front of one encoder.
@@ -86,10 +88,19 @@ impl<I: Send + 'static> Queue<I> {
 
     /// Encode one input; waits for its batch. Refuses at once when the queue is full.
     pub async fn encode(&self, input: I) -> Result<Vec<f32>, EngineError> {
+        let mut rows = self.encode_many(vec![input]).await?;
+        Ok(rows.pop().expect("one row per input"))
+    }
+
+    /// Encode several inputs in one batch (with whatever else is waiting), one row each.
+    pub async fn encode_many(&self, inputs: Vec<I>) -> Result<Vec<Vec<f32>>, EngineError> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
         let (reply, rx) = oneshot::channel();
         // count the job before the worker can see it, so the worker's decrement never runs first
         let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Err(e) = self.tx.try_send(Job { input, reply }) {
+        if let Err(e) = self.tx.try_send(Job { inputs, reply }) {
             self.depth.fetch_sub(1, Ordering::Relaxed);
             return Err(match e {
                 TrySendError::Full(_) => EngineError::Overloaded(self.name),
@@ -112,13 +123,30 @@ fn worker<I>(
     depth: Arc<AtomicUsize>,
     run: impl Fn(Vec<I>) -> Result<Vec<Vec<f32>>, String>,
 ) {
-    while let Ok(first) = rx.recv() {
+    // a job that would overflow the batch waits for the next one
+    let mut held: Option<Job<I>> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let mut items = first.inputs.len();
         let mut jobs = vec![first];
         let deadline = Instant::now() + config.max_wait;
-        while jobs.len() < config.max_batch {
+        while items < config.max_batch {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(job) => jobs.push(job),
+                Ok(job) if items + job.inputs.len() > config.max_batch => {
+                    held = Some(job);
+                    break;
+                }
+                Ok(job) => {
+                    items += job.inputs.len();
+                    jobs.push(job);
+                }
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -134,8 +162,12 @@ fn worker<I>(
             continue;
         }
         let started = Instant::now();
-        let (inputs, replies): (Vec<I>, Vec<_>) =
-            jobs.into_iter().map(|j| (j.input, j.reply)).unzip();
+        let mut inputs = Vec::with_capacity(items);
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            replies.push((job.reply, job.inputs.len()));
+            inputs.extend(job.inputs);
+        }
         let batch = inputs.len();
         let result = run(inputs);
         metrics::histogram!("xmodal_encoder_batch_size", "encoder" => name).record(batch as f64);
@@ -143,12 +175,13 @@ fn worker<I>(
             .record(started.elapsed().as_secs_f64());
         match result {
             Ok(rows) => {
-                for (reply, row) in replies.into_iter().zip(rows) {
-                    let _ = reply.send(Ok(row));
+                let mut rows = rows.into_iter();
+                for (reply, n) in replies {
+                    let _ = reply.send(Ok(rows.by_ref().take(n).collect()));
                 }
             }
             Err(e) => {
-                for reply in replies {
+                for (reply, _) in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
             }

@@ -112,7 +112,11 @@ impl From<ImageError> for ApiError {
     fn from(e: ImageError) -> Self {
         match e {
             ImageError::Unsupported => Self::UnsupportedMedia(e.to_string()),
-            ImageError::TooLarge { .. } => Self::TooLarge(e.to_string()),
+            ImageError::TooLarge { .. } | ImageError::OverBudget { .. } => {
+                Self::TooLarge(e.to_string())
+            }
+            // a valid image this service cannot use: say why, as a 422
+            ImageError::AspectRatio { .. } => Self::Invalid(e.to_string()),
             ImageError::Empty | ImageError::Decode(_) => Self::Malformed(e.to_string()),
         }
     }

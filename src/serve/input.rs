@@ -11,7 +11,9 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{error::ApiError, state::AppState};
 
 /// `Json<T>` with our error mapping: bad syntax → 400, wrong shape or types → 422, wrong
 /// Content-Type → 415, over the body limit → 413.
@@ -63,19 +65,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 pub struct Form {
     pub image: Option<Bytes>,
     pub fields: Vec<(String, String)>,
+    /// One of the image-request slots, held while the form (its body) lives.
+    _slot: OwnedSemaphorePermit,
 }
 
 fn multipart_error(e: MultipartError) -> ApiError {
     body_error(e.body_text())
 }
 
-/// A `multipart/form-data` body, or a raw body whose Content-Type is `image/*`.
+/// A `multipart/form-data` body, or a raw body whose Content-Type is `image/*`. At most
+/// `max_image_requests` are held at once (429 beyond), so image bodies take bounded memory.
 pub struct ImageBody(pub Form);
 
-impl<S: Send + Sync> FromRequest<S> for ImageBody {
+impl FromRequest<AppState> for ImageBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let slot = state
+            .0
+            .image_requests
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Overloaded)?;
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -89,6 +100,7 @@ impl<S: Send + Sync> FromRequest<S> for ImageBody {
             let mut form = Form {
                 image: None,
                 fields: Vec::new(),
+                _slot: slot,
             };
             while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
                 let name = field.name().unwrap_or_default().to_string();
@@ -110,6 +122,7 @@ impl<S: Send + Sync> FromRequest<S> for ImageBody {
             Ok(Self(Form {
                 image: Some(bytes),
                 fields: Vec::new(),
+                _slot: slot,
             }))
         } else {
             Err(ApiError::UnsupportedMedia(format!(

@@ -13,6 +13,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Requests handled at once before new ones get 429.
     pub max_in_flight: usize,
+    /// Image requests (uploads, image queries) whose bodies are held at once before new ones
+    /// get 429: with `max_body_bytes` it bounds the memory image bodies can take.
+    pub max_image_requests: usize,
     /// How long a request may wait for an encoder.
     pub encode_timeout: std::time::Duration,
 }
@@ -22,6 +25,7 @@ impl Default for Limits {
         Self {
             max_body_bytes: 20 << 20,
             max_in_flight: 256,
+            max_image_requests: 32,
             encode_timeout: std::time::Duration::from_secs(30),
         }
     }
@@ -37,6 +41,8 @@ pub struct Shared {
     /// threads, each holding its decoded pixels (tokio's blocking pool grows to 512 threads;
     /// 32 concurrent image queries held ~350 MB more than one at a time, scripts/bench-serve).
     pub decoders: Semaphore,
+    /// Image request bodies held at once (see [`Limits::max_image_requests`]).
+    pub image_requests: Arc<Semaphore>,
 }
 
 #[derive(Clone)]
@@ -45,6 +51,7 @@ pub struct AppState(pub Arc<Shared>);
 impl AppState {
     pub fn new(api_key: Option<String>, limits: Limits, prometheus: PrometheusHandle) -> Self {
         let in_flight = Semaphore::new(limits.max_in_flight);
+        let image_requests = limits.max_image_requests;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self(Arc::new(Shared {
             service: OnceLock::new(),
@@ -53,6 +60,7 @@ impl AppState {
             prometheus,
             in_flight,
             decoders: Semaphore::new(cores),
+            image_requests: Arc::new(Semaphore::new(image_requests)),
         }))
     }
 

@@ -155,9 +155,9 @@ fn check_image(c: Candidate, verify_decode: bool) -> Result<NewImage, (String, S
         )
     };
     let (width, height) = if verify_decode {
-        let rgb = crate::encode::image::preprocess::decode_rgb(&bytes)
-            .map_err(|e| undecodable(e.to_string()))?;
-        rgb.dimensions()
+        crate::encode::image::preprocess::decode(&bytes)
+            .map_err(|e| undecodable(e.to_string()))?
+            .dimensions()
     } else {
         image::ImageReader::new(std::io::Cursor::new(&bytes))
             .with_guessed_format()

@@ -92,24 +92,21 @@ pub async fn upload(
     let decode_bytes = bytes.clone();
     let (prepared, (width, height), ext) = state
         .decode(move || -> Result<_, ApiError> {
-            let rgb = preprocess::decode_rgb(&decode_bytes)?;
-            let dims = rgb.dimensions();
+            let decoded = preprocess::decode(&decode_bytes)?;
             let format = image::guess_format(&decode_bytes)
                 .map_err(|e| ApiError::UnsupportedMedia(e.to_string()))?;
             let ext = format.extensions_str().first().copied().unwrap_or("img");
-            let cropped = preprocess::resize_and_crop(&rgb, encoder.preprocess());
+            let cropped = decoded.model_input(encoder.preprocess());
             Ok((
                 preprocess::to_tensor(&cropped, encoder.preprocess(), &candle_core::Device::Cpu)?,
-                dims,
+                decoded.dimensions(),
                 ext,
             ))
         })
         .await?;
     let image_features = image_queue.encode(prepared).await?;
-    let mut caption_features = Vec::with_capacity(captions.len());
-    for c in &captions {
-        caption_features.push(service.engine.text.encode(c.clone()).await?);
-    }
+    // the captions as one batch
+    let caption_features = service.engine.text.encode_many(captions.clone()).await?;
 
     let _write = service.write_lock.lock().await;
     if service.catalog.image(&id).await?.is_some() {
@@ -304,14 +301,7 @@ pub async fn get_file(
                     Ok((bytes, mime))
                 }
                 Some(size) => {
-                    let rgb = preprocess::decode_rgb(&bytes)?;
-                    let (w, h) = rgb.dimensions();
-                    let scale = (size as f64 / w.max(h) as f64).min(1.0);
-                    let (tw, th) = (
-                        ((w as f64 * scale).round() as u32).max(1),
-                        ((h as f64 * scale).round() as u32).max(1),
-                    );
-                    let thumb = image::imageops::thumbnail(&rgb, tw, th);
+                    let thumb = preprocess::decode(&bytes)?.thumbnail(size);
                     let mut out = Vec::new();
                     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
                         .encode_image(&thumb)
@@ -372,7 +362,10 @@ pub async fn delete_image(
             let _ = tokio::fs::remove_file(&location).await;
         }
     }
+    let default = &service.spaces[0];
     metrics::gauge!("xmodal_index_size", "side" => "images")
-        .set(service.spaces[0].images.count().await as f64);
+        .set(default.images.count().await as f64);
+    metrics::gauge!("xmodal_index_size", "side" => "captions")
+        .set(default.captions.count().await as f64);
     Ok(StatusCode::NO_CONTENT)
 }
