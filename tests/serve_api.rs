@@ -590,3 +590,135 @@ async fn bad_input_gets_a_4xx_json_error_and_never_a_5xx() {
     );
     assert_eq!(c.get(s.url("/health")).send().await.unwrap().status(), 200);
 }
+
+/// A Prometheus sample's value: the first line starting with `series` (name plus labels).
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in /metrics"))
+}
+
+async fn metrics_text(c: &Client, s: &Server) -> String {
+    c.get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// "More like this" paged k at a time gives exactly the one-page list: no repeats, no gaps, never
+/// the image itself. Upload captions are encoded as one batch; delete updates both index gauges.
+#[tokio::test]
+async fn similar_pages_uploads_and_deletes_keep_their_counts() {
+    let dir = tempdir("serve-paging");
+    let data = dir.display().to_string();
+    let gallery = kit_model("demo-gallery").join("dataset.jsonl");
+    let (ok, _, err) = xmodal(&[
+        "--data-dir",
+        &data,
+        "ingest",
+        "--format",
+        "jsonl",
+        "--dataset",
+        "gallery",
+        gallery.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let s = Server::start(&dir, &[]);
+    let c = Client::new();
+    let ready = get_json(&c, s.url("/ready")).await;
+    let n = ready["images"].as_u64().unwrap() as usize;
+    assert!(n >= 10, "the gallery has {n} images");
+    assert_eq!(ready["features"]["text"]["options"]["pooling"], "mean");
+
+    let ids = |v: &Value| -> Vec<String> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["image_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all_images: Value = c
+        .post(s.url("/v1/search/text"))
+        .json(&json!({"query": "a photo", "k": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let anchor = ids(&all_images)[0].clone(); // any indexed image
+    let whole = ids(&get_json(
+        &c,
+        s.url(&format!("/v1/images/{anchor}/similar?k={}", n - 1)),
+    )
+    .await);
+    assert_eq!(whole.len(), n - 1);
+    let mut paged = Vec::new();
+    for offset in (0..n + 3).step_by(3) {
+        let page = get_json(
+            &c,
+            s.url(&format!("/v1/images/{anchor}/similar?k=3&offset={offset}")),
+        )
+        .await;
+        let ranks: Vec<u64> = page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["rank"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            ranks,
+            (offset as u64 + 1..=offset as u64 + ranks.len() as u64).collect::<Vec<_>>()
+        );
+        paged.extend(ids(&page));
+    }
+    assert_eq!(paged, whole, "pages of 3 equal the single page");
+    assert!(!paged.contains(&anchor));
+
+    // an upload's five captions go to the text encoder as one batch of five
+    let before = metrics_text(&c, &s).await;
+    let captions = [
+        "a cat",
+        "a tabby cat",
+        "a cat's face",
+        "green eyes",
+        "whiskers",
+    ];
+    upload(&c, &s, "chelsea", &captions, Some("cat-batch")).await;
+    let after = metrics_text(&c, &s).await;
+    let text = "xmodal_encoder_batch_size_count{encoder=\"text\"}";
+    let text_sum = "xmodal_encoder_batch_size_sum{encoder=\"text\"}";
+    assert_eq!(sample(&after, text) - sample(&before, text), 1.0);
+    assert_eq!(sample(&after, text_sum) - sample(&before, text_sum), 5.0);
+    let captions_gauge = "xmodal_index_size{side=\"captions\"}";
+    let images_gauge = "xmodal_index_size{side=\"images\"}";
+    let (caps, imgs) = (sample(&after, captions_gauge), sample(&after, images_gauge));
+
+    // delete: both gauges follow
+    assert_eq!(
+        c.delete(s.url("/v1/images/cat-batch"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let deleted = metrics_text(&c, &s).await;
+    assert_eq!(sample(&deleted, captions_gauge), caps - 5.0);
+    assert_eq!(sample(&deleted, images_gauge), imgs - 1.0);
+}
+
+/// `serve --pooling` reaches the text encoder the server runs (it was accepted and ignored).
+#[tokio::test]
+async fn serve_uses_the_pooling_it_is_given() {
+    let s = Server::start(&tempdir("serve-pooling"), &["--pooling", "cls"]);
+    let ready = get_json(&Client::new(), s.url("/ready")).await;
+    assert_eq!(ready["features"]["text"]["options"]["pooling"], "cls");
+}

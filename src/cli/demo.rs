@@ -127,7 +127,7 @@ async fn train_demo_heads(
     let enc = EncoderArgs {
         image_model: args.serve.encoders.image_model.clone(),
         text_model: args.serve.encoders.text_model.clone(),
-        pooling: None,
+        pooling: args.serve.encoders.pooling,
         image_features: None,
     }
     .load(models_dir, &train_dir, &dev)?;

@@ -20,7 +20,7 @@ pub struct EncoderArgs {
     #[arg(long, env = "XMODAL_TEXT_MODEL")]
     pub text_model: Option<PathBuf>,
     /// Text pooling override (BERT: cls|mean; word vectors: mean|sum).
-    #[arg(long, value_enum)]
+    #[arg(long, env = "XMODAL_POOLING", value_enum)]
     pub pooling: Option<Pooling>,
     /// Use imported image features (`xmodal import`) instead of an image encoder: the feature
     /// set's id, or the encoder name given at import.

@@ -105,6 +105,7 @@ impl ServeArgs {
             image_model: self.encoders.image_model.clone(),
             image_features: self.encoders.image_features.clone(),
             text_model: self.encoders.text_model.clone(),
+            pooling: self.encoders.pooling,
             heads: self.heads.clone(),
             zero_shot_top: self.zero_shot_top,
             index,

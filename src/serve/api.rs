@@ -8,6 +8,10 @@ use super::error::ApiError;
 
 pub const MAX_K: usize = 100;
 pub const MAX_OFFSET: usize = 10_000;
+/// Queries are cut to this many characters before tokenizing: the encoder reads its first 256
+/// tokens anyway, and tokenizing costs time and memory in proportion to the whole text (a
+/// 20 MiB JSON body would otherwise be tokenized whole).
+pub const MAX_QUERY_CHARS: usize = 8192;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TextSearchRequest {

@@ -16,7 +16,7 @@ use crate::{
         catalog::{Backend, ImageFilter, StoredVector},
         Catalog, ImageId,
     },
-    encode::{ImageEncoder, TextEncoder, TextOptions},
+    encode::{ImageEncoder, Pooling, TextEncoder, TextOptions},
     features::{
         cache::FeatureCache,
         extract::{caption_items, caption_key, image_items, Encoder, Payload},
@@ -40,6 +40,8 @@ pub struct ServiceConfig {
     pub models_dir: PathBuf,
     pub image_model: Option<PathBuf>,
     pub text_model: Option<PathBuf>,
+    /// Text pooling override (`--pooling`); `None`: the model's own.
+    pub pooling: Option<Pooling>,
     /// Imported image features (`xmodal import`) to serve instead of an image encoder's.
     pub image_features: Option<String>,
     /// Heads to serve, each with its own indexes: trained heads directories and/or `zero-shot`
@@ -132,7 +134,10 @@ impl Service {
         log(&format!("loading text encoder {}", text_dir.display()));
         let text = Arc::new(TextEncoder::load(
             &text_dir,
-            &TextOptions::default(),
+            &TextOptions {
+                pooling: config.pooling,
+                ..Default::default()
+            },
             &config.device,
         )?);
         let text_spec = FeatureSpec::for_text(&text_dir, &text)?;

@@ -33,6 +33,34 @@ pub struct Readiness {
     pub models: Vec<String>,
     pub images: usize,
     pub captions: usize,
+    /// The feature sets this server computes: encoder and the options that change its outputs.
+    pub features: Features,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Features {
+    pub image: FeatureInfo,
+    pub text: FeatureInfo,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FeatureInfo {
+    /// The feature set's id (a hash of the encoder's files and options).
+    pub feature_set: String,
+    pub encoder: String,
+    /// Options that change the outputs (pooling, preprocessing, …).
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+}
+
+impl From<&crate::features::FeatureSpec> for FeatureInfo {
+    fn from(spec: &crate::features::FeatureSpec) -> Self {
+        Self {
+            feature_set: spec.id().0,
+            encoder: spec.encoder.clone(),
+            options: spec.options.clone(),
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/ready", tag = "ops", responses((status = 200, body = Readiness), (status = 503, body = super::super::error::ErrorBody)))]
@@ -52,6 +80,10 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Api
         models: service.spaces.iter().map(|s| s.name.clone()).collect(),
         images: service.spaces[0].images.count().await,
         captions: service.spaces[0].captions.count().await,
+        features: Features {
+            image: (&service.image_spec).into(),
+            text: (&service.text_spec).into(),
+        },
     }))
 }
 

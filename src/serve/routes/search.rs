@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use super::super::{
     api::{
         image_url, CaptionHit, CaptionResults, ImageHit, ImageResults, Page, PageParams,
-        TextSearchRequest,
+        TextSearchRequest, MAX_QUERY_CHARS,
     },
     error::ApiError,
     input::{ApiJson, ApiQuery, ImageBody},
@@ -71,7 +71,7 @@ pub async fn search_text(
 ) -> Result<Json<ImageResults>, ApiError> {
     let started = Instant::now();
     let page = Page::new(Some(req.k), Some(req.offset), req.min_score)?;
-    let text = req.query.trim().to_string();
+    let text: String = req.query.trim().chars().take(MAX_QUERY_CHARS).collect();
     if text.is_empty() {
         return Err(ApiError::Invalid("query must not be empty".into()));
     }
@@ -208,20 +208,23 @@ pub async fn similar(
     let service = state.service()?;
     let space = service.space(params.model.as_deref())?;
     let (id, q) = stored_image_query(&service, space, &id).await?;
-    // one extra, since the image itself is its own nearest neighbour
+    // The image itself is (usually) its own nearest neighbour and is left out, so the page is
+    // cut from the list without it: ranks 0..offset+k+1 with the image, then skip and take.
+    // (Asking the index for `offset` onwards would shift every page after the image's own rank.)
     let hits: Vec<_> = space
         .images
         .search(
             &q,
             Query {
-                k: page.k + 1,
-                offset: page.offset,
+                k: page.offset + page.k + 1,
+                offset: 0,
                 min_score: page.min_score,
             },
         )
         .await?
         .into_iter()
         .filter(|h| h.key != id.as_str())
+        .skip(page.offset)
         .take(page.k)
         .collect();
     let results = image_hits(&service, hits, page.offset).await?;
