@@ -5,7 +5,7 @@
 //! Text: MiniLM-L6 (kit weights), batches of 32 captions of ~12 words, tokenisation included on
 //! both sides. Images: batches of 16 already-normalised 224×224 tensors (decoding excluded on both
 //! sides); kit weights for EfficientNet-Lite0/MobileNetV2 in candle, random weights elsewhere
-//! (speed does not depend on values). The PyTorch side is scripts/bench_reference.py, run with
+//! (speed does not depend on values). The PyTorch side is scripts/bench/bench_reference.py, run with
 //! `XMODAL_REF_PYTHON` (default ~/.cache/xmodal-ref/venv/bin/python; see that script's doc for
 //! setup) and the same thread count. Candle and PyTorch alternate for `--rounds` rounds; each
 //! number is a median.
@@ -221,7 +221,7 @@ fn main() {
             std::env::var("HOME").unwrap_or_default()
         )
     });
-    let script = root.join("scripts/bench_reference.py");
+    let script = root.join("scripts/bench/bench_reference.py");
 
     let mut candle: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     let mut torch: std::collections::BTreeMap<String, Vec<f64>> = Default::default();

@@ -137,8 +137,8 @@ fn main() {
             std::env::var("HOME").unwrap_or_default()
         )
     });
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_index_reference.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts/bench/bench_index_reference.py");
     let reference: serde_json::Value = std::process::Command::new(&python)
         .arg(script)
         .arg(&dir)

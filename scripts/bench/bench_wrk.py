@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers shared by scripts/bench-serve and scripts/bench-replicas (stdlib only).
+"""Helpers shared by scripts/bench/bench-serve and scripts/bench/bench-replicas (stdlib only).
 
   bench_wrk.py lua SYNTH_DIR OUT_DIR      wrk scripts with rotating queries: text.lua (captions of
                                           200 test scenes), image.lua (32 test scene files)

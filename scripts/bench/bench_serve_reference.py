@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The Python reference service for scripts/bench-serve: what a Python team would write for the
+"""The Python reference service for scripts/bench/bench-serve: what a Python team would write for the
 same job, on the same machine, weights and data. FastAPI + transformers/torch + hnswlib, one
 uvicorn worker, torch on the same thread count as xmodal.
 
