@@ -2,13 +2,14 @@
 //! same data and parameters, in one run: 50k clustered 512-d unit vectors, 1000 queries, M=16,
 //! ef_construction=200; build with 2 threads, search with one.
 //! `cargo bench --bench index [-- --n 50000 --queries 1000]`
-//! The Python side is scripts/bench_index_reference.py (XMODAL_REF_PYTHON, as benches/encoders).
+//! The Python side is scripts/bench/bench_index_reference.py (XMODAL_REF_PYTHON, as benches/encoders).
 
 use std::{collections::HashSet, io::Write, time::Instant};
 
 use xmodal::{
     index::{IndexParams, Query, VectorIndex},
     rng::Rng,
+    vectors::Embedding,
 };
 
 #[global_allocator]
@@ -74,11 +75,13 @@ fn main() {
     let exact_qps = nq as f64 / started.elapsed().as_secs_f64();
 
     let rss_before = rss_bytes();
-    let items: Vec<(String, Vec<f32>)> = base
+    let items: Vec<(String, Embedding)> = base
         .iter()
         .enumerate()
-        .map(|(i, v)| (i.to_string(), v.clone()))
+        .map(|(i, v)| (i.to_string(), Embedding::new(v.clone())))
         .collect();
+    // queries as the index takes them, made before the clock starts
+    let query_embeddings: Vec<Embedding> = queries.iter().cloned().map(Embedding::new).collect();
     let started = Instant::now();
     let index = VectorIndex::build(dims, IndexParams::default(), items, &|_| {}).unwrap();
     let build = started.elapsed().as_secs_f64();
@@ -88,7 +91,7 @@ fn main() {
         let searcher = index.with_ef_search(ef);
         let started = Instant::now();
         let mut hits = 0;
-        for (q, t) in queries.iter().zip(&truth) {
+        for (q, t) in query_embeddings.iter().zip(&truth) {
             let t: HashSet<String> = t.iter().map(|i| i.to_string()).collect();
             hits += searcher
                 .search(
@@ -99,6 +102,7 @@ fn main() {
                         min_score: None,
                     },
                 )
+                .expect("query dims match")
                 .iter()
                 .filter(|h| t.contains(&h.key))
                 .count();

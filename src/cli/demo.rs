@@ -7,17 +7,18 @@ use std::{path::Path, time::Instant};
 
 use clap::Args;
 
-use super::{encoders::EncoderArgs, serve::ServeArgs};
+use super::serve::ServeArgs;
 use crate::{
-    data::{catalog::ImageFilter, ingest, synth, Catalog, Split},
+    data::{catalog::ImageFilter, ingest, synth, Catalog, DataDir, Split},
     device::DeviceSpec,
     eval::evaluate_projector,
     features::{
+        encoders::EncoderSpec,
         extract::{caption_items, extract, image_items, Encoder, ExtractOptions},
         paired::PairedSet,
     },
+    heads::{Projector, TrainedHeads},
     kit::fetch::{self, GALLERY_DIR},
-    project::{Projector, TrainedHeads},
     serve,
     train::{train, Architecture, Direction, Loss, TrainConfig},
 };
@@ -38,7 +39,7 @@ pub struct DemoArgs {
 
 pub async fn run(
     args: DemoArgs,
-    data_dir: &Path,
+    data: &DataDir,
     models_dir: &Path,
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
@@ -47,7 +48,7 @@ pub async fn run(
     fetch::fetch(models_dir, &[], &args.python)?;
 
     step("demo gallery");
-    let catalog = Catalog::open(&data_dir.join("catalog.sqlite")).await?;
+    let catalog = Catalog::open(&data.catalog()).await?;
     let gallery = models_dir.join(GALLERY_DIR).join("dataset.jsonl");
     let report = ingest::ingest(
         &catalog,
@@ -60,14 +61,14 @@ pub async fn run(
     drop(catalog);
 
     if args.synth_images > 0 {
-        train_demo_heads(&args, data_dir, models_dir, device).await?;
+        train_demo_heads(&args, data, models_dir, device).await?;
     }
 
     step("serving");
-    let (server, mut service) = args.serve.configs(data_dir, models_dir, None, device)?;
+    let (server, mut service) = args.serve.configs(data, models_dir, None, device)?;
     // Both the zero-shot head (made for the real photos) and the demo heads, switchable on the page.
-    let trained = data_dir.join("heads/synth-hardest");
-    if service.heads.is_empty() && trained.join(crate::project::HEADS_CONFIG).exists() {
+    let trained = data.heads(DEMO_HEADS);
+    if service.heads.is_empty() && trained.join(crate::heads::HEADS_CONFIG).exists() {
         service.heads = vec!["zero-shot".into(), trained.display().to_string()];
     }
     serve::run(server, service, move |s, addr| {
@@ -85,6 +86,9 @@ pub async fn run(
     .await
 }
 
+/// The heads the demo trains on the generated scenes (under DATA/heads/).
+const DEMO_HEADS: &str = "synth-hardest";
+
 fn step(what: &str) {
     println!("==> {what}");
 }
@@ -93,17 +97,17 @@ fn step(what: &str) {
 /// collection stays the real photos). Skipped when they already exist.
 async fn train_demo_heads(
     args: &DemoArgs,
-    data_dir: &Path,
+    data: &DataDir,
     models_dir: &Path,
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
-    let heads_dir = data_dir.join("heads/synth-hardest");
-    if heads_dir.join(crate::project::HEADS_CONFIG).exists() {
+    let heads_dir = data.heads(DEMO_HEADS);
+    if heads_dir.join(crate::heads::HEADS_CONFIG).exists() {
         step("demo heads: reusing heads/synth-hardest");
         return Ok(());
     }
-    let train_dir = data_dir.join("train");
-    let synth_dir = train_dir.join("synth");
+    let train_dir = data.demo_training();
+    let synth_dir = train_dir.root().join("synth");
     step(&format!(
         "generated benchmark: {} scenes",
         args.synth_images
@@ -113,7 +117,7 @@ async fn train_demo_heads(
         synth::generate(&synth_dir, 0, args.synth_images, |n| bar.inc(n))?;
         bar.finish_and_clear();
     }
-    let catalog = Catalog::open(&train_dir.join("catalog.sqlite")).await?;
+    let catalog = Catalog::open(&train_dir.catalog()).await?;
     ingest::ingest(
         &catalog,
         ("synth", "jsonl", "demo"),
@@ -124,14 +128,12 @@ async fn train_demo_heads(
 
     step("features");
     let dev = device.open()?;
-    let enc = EncoderArgs {
-        image_model: args.serve.encoders.image_model.clone(),
-        text_model: args.serve.encoders.text_model.clone(),
-        pooling: args.serve.encoders.pooling,
+    let enc = EncoderSpec {
         image_features: None,
+        ..args.serve.encoders.clone()
     }
-    .load(models_dir, &train_dir, &dev)?;
-    let root = train_dir.join("features");
+    .load(models_dir, &train_dir.features(), &dev)?;
+    let root = train_dir.features();
     let all = ImageFilter::default();
     let options = ExtractOptions::default();
     for (what, encoder, items) in [
@@ -230,7 +232,7 @@ async fn train_demo_heads(
     let bar = super::progress::bar(args.epochs as u64, "epochs");
     let outcome = train(
         &cfg,
-        "synth-hardest",
+        DEMO_HEADS,
         &train_set,
         &val_set,
         (&enc.image_spec, &enc.text_spec),

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::encoders::EncoderArgs;
 use crate::{
-    data::{catalog::ImageFilter, Catalog, Split},
+    data::{catalog::ImageFilter, Catalog, DataDir, Split},
     device::DeviceSpec,
     eval::{markdown, rank_projector},
+    features::encoders::EncoderSpec,
     features::paired::PairedSet,
-    project::{ConSE, Projector, TrainedHeads},
+    heads::Projector,
 };
 
 /// How far the recall curve in `--json` reaches.
@@ -32,7 +32,7 @@ pub struct Selection {
     #[arg(long, default_value = "zero-shot")]
     pub heads: String,
     #[command(flatten)]
-    pub encoders: EncoderArgs,
+    pub encoders: EncoderSpec,
     #[arg(long)]
     pub dataset: Option<String>,
     #[arg(long, value_enum, default_value_t = Split::Test)]
@@ -64,29 +64,19 @@ pub(super) struct Evaluation {
 pub(super) async fn load_evaluation(
     selection: &Selection,
     catalog: &Catalog,
-    data_dir: &Path,
+    data: &DataDir,
     models_dir: &Path,
     device: DeviceSpec,
 ) -> anyhow::Result<Evaluation> {
     let device = device.open()?;
-    let enc = selection.encoders.load(models_dir, data_dir, &device)?;
-    let heads = selection.heads.as_str();
-    let projector = if heads == "zero-shot" {
-        let classifier = enc.image_encoder()?.classifier().cloned().ok_or_else(|| {
-            anyhow::anyhow!(
-                "the image model has no ImageNet classifier, which the zero-shot head needs"
-            )
-        })?;
-        Projector::ZeroShot(Box::new(ConSE::new(classifier, &enc.text, selection.top)?))
-    } else {
-        let heads = TrainedHeads::load(Path::new(heads), &device)?;
-        heads.check_features(&enc.image_spec, &enc.text_spec)?;
-        Projector::Trained(Box::new(heads))
-    };
+    let enc = selection
+        .encoders
+        .load(models_dir, &data.features(), &device)?;
+    let projector = crate::heads::open(&selection.heads, &enc, selection.top, &device)?.projector;
     let set = PairedSet::load(
         catalog,
         &selection.filter(),
-        &data_dir.join("features"),
+        &data.features(),
         &enc.image_spec.id(),
         &enc.text_spec.id(),
         &device,
@@ -98,12 +88,12 @@ pub(super) async fn load_evaluation(
 pub async fn run(
     args: EvalArgs,
     catalog: &Catalog,
-    data_dir: &Path,
+    data: &DataDir,
     models_dir: &Path,
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
     let Evaluation { projector, set } =
-        load_evaluation(&args.selection, catalog, data_dir, models_dir, device).await?;
+        load_evaluation(&args.selection, catalog, data, models_dir, device).await?;
     let ranks = rank_projector(&projector, &set)?;
     let metrics = ranks.metrics();
     println!(

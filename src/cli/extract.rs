@@ -1,14 +1,14 @@
 //! `xmodal extract`
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::{Args, ValueEnum};
 
 use crate::{
-    data::{catalog::ImageFilter, Catalog, Split},
+    data::{catalog::ImageFilter, Catalog, DataDir, Split},
     device::DeviceSpec,
-    encode::{ImageEncoder, Pooling, TextEncoder, TextOptions},
     features::{
+        encoders::EncoderSpec,
         extract::{caption_items, extract, image_items, Encoder, ExtractOptions, ExtractSummary},
         FeatureSpec,
     },
@@ -29,14 +29,8 @@ pub struct ExtractArgs {
     /// Only this split (default: all).
     #[arg(long, value_enum)]
     pub split: Option<Split>,
-    /// Image encoder directory (default: MODELS_DIR/efficientnet-lite0).
-    #[arg(long, env = "XMODAL_IMAGE_MODEL")]
-    pub image_model: Option<PathBuf>,
-    /// Text encoder directory (default: MODELS_DIR/minilm-l6).
-    #[arg(long, env = "XMODAL_TEXT_MODEL")]
-    pub text_model: Option<PathBuf>,
-    #[arg(long, value_enum)]
-    pub pooling: Option<Pooling>,
+    #[command(flatten)]
+    pub encoders: EncoderSpec,
     #[arg(long, value_enum, default_value_t = Modalities::Both)]
     pub only: Modalities,
     /// Items per shard (the unit of resumption).
@@ -49,7 +43,7 @@ pub struct ExtractArgs {
 pub async fn run(
     args: ExtractArgs,
     catalog: &Catalog,
-    data_dir: &Path,
+    data: &DataDir,
     models_dir: &Path,
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
@@ -58,15 +52,17 @@ pub async fn run(
         dataset: args.dataset.clone(),
         split: args.split,
     };
-    let root = data_dir.join("features");
+    let root = data.features();
     let options = ExtractOptions {
         shard_size: args.shard_size,
         batch_size: args.batch_size,
     };
     if args.only != Modalities::Text {
-        let dir = crate::kit::image_model_dir(models_dir, args.image_model.as_deref());
-        let encoder = ImageEncoder::load(&dir, &device)?;
-        let spec = FeatureSpec::for_image(&dir, &encoder)?;
+        anyhow::ensure!(
+            args.encoders.image_features.is_none(),
+            "--image-features names imported features; extract computes them (drop it, or use --only text)"
+        );
+        let (encoder, spec) = args.encoders.load_image(models_dir, &device)?;
         let items = image_items(&catalog.images(&filter).await?);
         let summary = run_one(
             &root,
@@ -80,16 +76,7 @@ pub async fn run(
         report("images", &spec, &summary);
     }
     if args.only != Modalities::Image {
-        let dir = crate::kit::text_model_dir(models_dir, args.text_model.as_deref());
-        let encoder = TextEncoder::load(
-            &dir,
-            &TextOptions {
-                pooling: args.pooling,
-                ..Default::default()
-            },
-            &device,
-        )?;
-        let spec = FeatureSpec::for_text(&dir, &encoder)?;
+        let (encoder, spec) = args.encoders.load_text(models_dir, &device)?;
         let items = caption_items(&catalog.captions(&filter).await?);
         let summary = run_one(
             &root,

@@ -1,11 +1,11 @@
 //! `xmodal import`: precomputed image features researchers already have, as a feature set.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
 use crate::{
-    data::Catalog,
+    data::{Catalog, DataDir},
     features::import::{karpathy, precomp, ImportPlan},
 };
 
@@ -54,7 +54,7 @@ pub struct PrecompArgs {
     pub common: Common,
 }
 
-pub async fn run(cmd: ImportCommand, catalog: &Catalog, data_dir: &Path) -> anyhow::Result<()> {
+pub async fn run(cmd: ImportCommand, catalog: &Catalog, data: &DataDir) -> anyhow::Result<()> {
     let (plan, dataset, common): (ImportPlan, String, Common) = match cmd {
         ImportCommand::Karpathy(a) => (
             karpathy::plan(&a.json, &a.mat, &a.mat_variable)?,
@@ -78,12 +78,7 @@ pub async fn run(cmd: ImportCommand, catalog: &Catalog, data_dir: &Path) -> anyh
         eprintln!("note: {note}");
     }
     let summary = plan
-        .commit(
-            catalog,
-            &data_dir.join("features"),
-            &common.encoder,
-            &dataset,
-        )
+        .commit(catalog, &data.features(), &common.encoder, &dataset)
         .await?;
     let splits: Vec<String> = summary
         .per_split

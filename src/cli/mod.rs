@@ -4,7 +4,6 @@
 mod config;
 mod demo;
 mod embed;
-mod encoders;
 mod eval;
 mod extract;
 mod import;
@@ -21,7 +20,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::device::DeviceSpec;
+use crate::{data::DataDir, device::DeviceSpec};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -112,53 +111,53 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let data = DataDir::new(&cli.data_dir);
+    let data = &data;
     match cli.command {
-        Command::Demo(args) => {
-            block_on(demo::run(args, &cli.data_dir, &cli.models_dir, cli.device))
-        }
+        Command::Demo(args) => block_on(demo::run(args, data, &cli.models_dir, cli.device)),
         Command::Models(cmd) => models::run(cmd, &cli.models_dir),
         Command::Embed(cmd) => embed::run(cmd, cli.device),
         Command::Ingest(args) => block_on(async {
-            let catalog = open_catalog(&cli.data_dir, cli.database.as_deref()).await?;
+            let catalog = open_catalog(data, cli.database.as_deref()).await?;
             ingest::run(args, &catalog).await
         }),
         Command::Synth(args) => synth::run(args),
         Command::Import(cmd) => block_on(async {
-            let catalog = open_catalog(&cli.data_dir, cli.database.as_deref()).await?;
-            import::run(cmd, &catalog, &cli.data_dir).await
+            let catalog = open_catalog(data, cli.database.as_deref()).await?;
+            import::run(cmd, &catalog, data).await
         }),
         Command::Extract(args) => block_on(async {
-            let catalog = open_catalog(&cli.data_dir, cli.database.as_deref()).await?;
-            extract::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await
+            let catalog = open_catalog(data, cli.database.as_deref()).await?;
+            extract::run(args, &catalog, data, &cli.models_dir, cli.device).await
         }),
         Command::Train(args) => block_on(async {
-            let catalog = open_catalog(&cli.data_dir, cli.database.as_deref()).await?;
-            train::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await
+            let catalog = open_catalog(data, cli.database.as_deref()).await?;
+            train::run(args, &catalog, data, &cli.models_dir, cli.device).await
         }),
         Command::Serve(args) => block_on(serve::run(
             args,
-            &cli.data_dir,
+            data,
             &cli.models_dir,
             cli.database.as_deref(),
             cli.device,
         )),
         Command::Report(cmd) => block_on(report::run(
             cmd,
-            open_catalog(&cli.data_dir, cli.database.as_deref()),
-            &cli.data_dir,
+            open_catalog(data, cli.database.as_deref()),
+            data,
             &cli.models_dir,
             cli.device,
         )),
         Command::Eval(args) => block_on(async {
-            let catalog = open_catalog(&cli.data_dir, cli.database.as_deref()).await?;
-            eval::run(args, &catalog, &cli.data_dir, &cli.models_dir, cli.device).await
+            let catalog = open_catalog(data, cli.database.as_deref()).await?;
+            eval::run(args, &catalog, data, &cli.models_dir, cli.device).await
         }),
     }
 }
 
 /// The catalog of a data directory.
 pub async fn open_catalog(
-    data_dir: &std::path::Path,
+    data: &DataDir,
     database: Option<&str>,
 ) -> anyhow::Result<crate::data::Catalog> {
     if let Some(url) = database {
@@ -166,7 +165,7 @@ pub async fn open_catalog(
             .await
             .context("connecting to the Postgres catalog");
     }
-    let path = data_dir.join("catalog.sqlite");
+    let path = data.catalog();
     crate::data::Catalog::open(&path)
         .await
         .with_context(|| format!("opening {}", path.display()))

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::eval::{load_evaluation, Evaluation, Selection};
 use crate::{
-    data::Catalog,
+    data::{Catalog, DataDir},
     device::DeviceSpec,
     eval::{score_matrix, RecallCurve},
     report::{
@@ -67,7 +67,7 @@ pub struct GridArgs {
 pub async fn run(
     cmd: ReportCommand,
     catalog: impl std::future::Future<Output = anyhow::Result<Catalog>>,
-    data_dir: &Path,
+    data: &DataDir,
     models_dir: &Path,
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
@@ -92,7 +92,7 @@ pub async fn run(
         ReportCommand::Grid(args) => {
             let catalog = catalog.await?;
             let evaluation =
-                load_evaluation(&args.selection, &catalog, data_dir, models_dir, device).await?;
+                load_evaluation(&args.selection, &catalog, data, models_dir, device).await?;
             let rows = grid_rows(&args, &catalog, &evaluation).await?;
             let title = format!(
                 "{}: {}, top {} (green: ground truth)",

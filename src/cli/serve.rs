@@ -4,9 +4,10 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use clap::Args;
 
-use super::encoders::EncoderArgs;
 use crate::{
+    data::{catalog::PoolConfig, DataDir},
     device::DeviceSpec,
+    features::encoders::EncoderSpec,
     index::IndexParams,
     serve::{self, engine::BatchConfig, Limits, ServerConfig, ServiceConfig},
 };
@@ -20,52 +21,52 @@ pub struct ServeArgs {
     #[arg(long, env = "XMODAL_HEADS", value_delimiter = ',')]
     pub heads: Vec<String>,
     #[command(flatten)]
-    pub encoders: EncoderArgs,
+    pub encoders: EncoderSpec,
     /// Postgres connections per replica.
-    #[arg(long, env = "XMODAL_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "XMODAL_DB_MAX_CONNECTIONS", default_value_t = PoolConfig::default().max_connections)]
     pub db_max_connections: u32,
     /// Waiting longer than this for a database connection fails the request (503).
-    #[arg(long, env = "XMODAL_DB_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(long, env = "XMODAL_DB_TIMEOUT_MS", default_value_t = PoolConfig::default().acquire_timeout.as_millis() as u64)]
     pub db_timeout_ms: u64,
     /// When set, writes need `Authorization: Bearer KEY`.
     #[arg(long, env = "XMODAL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Largest request body in MiB (image uploads and queries).
-    #[arg(long, env = "XMODAL_MAX_BODY_MB", default_value_t = 20)]
+    #[arg(long, env = "XMODAL_MAX_BODY_MB", default_value_t = Limits::default().max_body_bytes >> 20)]
     pub max_body_mb: usize,
     /// Requests in flight before new ones get 429.
-    #[arg(long, env = "XMODAL_MAX_IN_FLIGHT", default_value_t = 256)]
+    #[arg(long, env = "XMODAL_MAX_IN_FLIGHT", default_value_t = Limits::default().max_in_flight)]
     pub max_in_flight: usize,
     /// Image requests (uploads, image queries) held at once before new ones get 429; with
     /// --max-body-mb it bounds the memory image bodies can take.
-    #[arg(long, env = "XMODAL_MAX_IMAGE_REQUESTS", default_value_t = 32)]
+    #[arg(long, env = "XMODAL_MAX_IMAGE_REQUESTS", default_value_t = Limits::default().max_image_requests)]
     pub max_image_requests: usize,
     /// Largest text-encoder batch.
-    #[arg(long, env = "XMODAL_MAX_BATCH", default_value_t = 32)]
+    #[arg(long, env = "XMODAL_MAX_BATCH", default_value_t = BatchConfig::default().max_batch)]
     pub max_batch: usize,
     /// Largest image-encoder batch (CNN activations grow with it; throughput does not).
-    #[arg(long, env = "XMODAL_MAX_IMAGE_BATCH", default_value_t = 4)]
+    #[arg(long, env = "XMODAL_MAX_IMAGE_BATCH", default_value_t = BatchConfig::default().max_image_batch)]
     pub max_image_batch: usize,
     /// How long an encoder waits to fill a batch, in milliseconds (0: batch whatever queued
     /// while the previous batch ran; measured best on CPU).
-    #[arg(long, env = "XMODAL_MAX_WAIT_MS", default_value_t = 0)]
+    #[arg(long, env = "XMODAL_MAX_WAIT_MS", default_value_t = BatchConfig::default().max_wait.as_millis() as u64)]
     pub max_wait_ms: u64,
     /// Zero-shot head: top ImageNet classes per image.
     #[arg(long, env = "XMODAL_ZERO_SHOT_TOP", default_value_t = 10)]
     pub zero_shot_top: usize,
     /// HNSW links per node.
-    #[arg(long, env = "XMODAL_INDEX_M", default_value_t = 16)]
+    #[arg(long, env = "XMODAL_INDEX_M", default_value_t = IndexParams::default().m)]
     pub index_m: usize,
-    #[arg(long, env = "XMODAL_INDEX_EF_CONSTRUCTION", default_value_t = 200)]
+    #[arg(long, env = "XMODAL_INDEX_EF_CONSTRUCTION", default_value_t = IndexParams::default().ef_construction)]
     pub index_ef_construction: usize,
-    #[arg(long, env = "XMODAL_INDEX_EF_SEARCH", default_value_t = 96)]
+    #[arg(long, env = "XMODAL_INDEX_EF_SEARCH", default_value_t = IndexParams::default().ef_search)]
     pub index_ef_search: usize,
 }
 
 impl ServeArgs {
     pub fn configs(
         &self,
-        data_dir: &Path,
+        data: &DataDir,
         models_dir: &Path,
         database: Option<&str>,
         device: DeviceSpec,
@@ -91,21 +92,17 @@ impl ServeArgs {
                 max_body_bytes: self.max_body_mb << 20,
                 max_in_flight: self.max_in_flight,
                 max_image_requests: self.max_image_requests,
-                ..Default::default()
             },
         };
         let service = ServiceConfig {
-            data_dir: data_dir.to_path_buf(),
+            data: data.clone(),
             database: database.map(String::from),
-            pool: crate::data::catalog::PoolConfig {
+            pool: PoolConfig {
                 max_connections: self.db_max_connections.max(1),
                 acquire_timeout: Duration::from_millis(self.db_timeout_ms),
             },
             models_dir: models_dir.to_path_buf(),
-            image_model: self.encoders.image_model.clone(),
-            image_features: self.encoders.image_features.clone(),
-            text_model: self.encoders.text_model.clone(),
-            pooling: self.encoders.pooling,
+            encoders: self.encoders.clone(),
             heads: self.heads.clone(),
             zero_shot_top: self.zero_shot_top,
             index,
@@ -123,12 +120,12 @@ impl ServeArgs {
 
 pub async fn run(
     args: ServeArgs,
-    data_dir: &Path,
+    data: &DataDir,
     models_dir: &Path,
     database: Option<&str>,
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
-    let (server, service) = args.configs(data_dir, models_dir, database, device)?;
+    let (server, service) = args.configs(data, models_dir, database, device)?;
     serve::run(server, service, move |s, addr| {
         tracing::info!(
             images = s.spaces[0].images.memory().map(|i| i.len()),

@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::encoders::EncoderArgs;
 use crate::{
-    data::{catalog::ImageFilter, Catalog, Split},
+    data::{catalog::ImageFilter, Catalog, DataDir, Split},
     device::DeviceSpec,
+    features::encoders::EncoderSpec,
     features::paired::PairedSet,
     train::{train, Architecture, Direction, Loss, TrainConfig},
 };
@@ -15,7 +15,7 @@ use crate::{
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     #[command(flatten)]
-    pub encoders: EncoderArgs,
+    pub encoders: EncoderSpec,
     /// Train on this dataset only (default: all).
     #[arg(long)]
     pub dataset: Option<String>,
@@ -80,13 +80,13 @@ pub struct TrainArgs {
 pub async fn run(
     args: TrainArgs,
     catalog: &Catalog,
-    data_dir: &Path,
+    data: &DataDir,
     models_dir: &Path,
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
     let device = device.open()?;
-    let enc = args.encoders.load(models_dir, data_dir, &device)?;
-    let root = data_dir.join("features");
+    let enc = args.encoders.load(models_dir, &data.features(), &device)?;
+    let root = data.features();
     let (image_set, text_set) = (enc.image_spec.id(), enc.text_spec.id());
     let split = |s| ImageFilter {
         dataset: args.dataset.clone(),
@@ -135,10 +135,7 @@ pub async fn run(
         .name
         .clone()
         .unwrap_or_else(|| format!("{}-{}", json_name(&cfg.loss), json_name(&cfg.direction)));
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| data_dir.join("heads").join(&name));
+    let out = args.out.clone().unwrap_or_else(|| data.heads(&name));
     println!(
         "training {name}: {} train captions ({} images), {} val captions; features {} / {}",
         train_set.text_image.len(),

@@ -70,6 +70,49 @@ impl fmt::Display for ImageId {
     }
 }
 
+/// A caption's key in feature sets and indexes: its image's id and its ordinal, written
+/// `IMAGE_ID#NNN` (ordinal zero-padded to 3 digits, so keys sort by image, then ordinal). The one
+/// place that builds or reads that form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CaptionKey {
+    pub image: ImageId,
+    pub ordinal: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid caption key {0:?}: expected IMAGE_ID#ORDINAL")]
+pub struct InvalidCaptionKey(pub String);
+
+impl CaptionKey {
+    pub fn new(image: ImageId, ordinal: u32) -> Self {
+        Self { image, ordinal }
+    }
+
+    /// The image a stored item belongs to: a caption key's image, or the item itself (an image's
+    /// own key is its id).
+    pub fn owner_of(item: &str) -> Result<ImageId, InvalidId> {
+        ImageId::new(item.split_once('#').map_or(item, |(image, _)| image))
+    }
+}
+
+impl FromStr for CaptionKey {
+    type Err = InvalidCaptionKey;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || InvalidCaptionKey(s.to_string());
+        let (image, ordinal) = s.rsplit_once('#').ok_or_else(bad)?;
+        Ok(Self {
+            image: ImageId::new(image).map_err(|_| bad())?,
+            ordinal: ordinal.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl fmt::Display for CaptionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{:03}", self.image, self.ordinal)
+    }
+}
+
 #[derive(
     Debug,
     Clone,
@@ -125,6 +168,19 @@ impl fmt::Display for Split {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caption_keys_round_trip_and_name_their_image() {
+        let key = CaptionKey::new(ImageId::new("img-1.jpg").unwrap(), 7);
+        assert_eq!(key.to_string(), "img-1.jpg#007");
+        assert_eq!("img-1.jpg#007".parse::<CaptionKey>().unwrap(), key);
+        assert_eq!("a#1234".parse::<CaptionKey>().unwrap().ordinal, 1234);
+        for bad in ["img-1.jpg", "#1", "a#x", "a/b#1", "a#-1"] {
+            assert!(bad.parse::<CaptionKey>().is_err(), "{bad}");
+        }
+        assert_eq!(CaptionKey::owner_of("cat#002").unwrap().as_str(), "cat");
+        assert_eq!(CaptionKey::owner_of("cat").unwrap().as_str(), "cat");
+    }
 
     #[test]
     fn ids_reject_paths_and_oddities() {

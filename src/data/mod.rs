@@ -2,9 +2,11 @@
 //! benchmark, the demo gallery of real photos, and the catalog that records them all.
 
 pub mod catalog;
+pub mod dir;
 pub mod ids;
 pub mod ingest;
 pub mod synth;
 
 pub use catalog::{Catalog, CatalogError};
-pub use ids::{ImageId, InvalidId, Split};
+pub use dir::DataDir;
+pub use ids::{CaptionKey, ImageId, InvalidId, Split};

@@ -17,6 +17,22 @@ pub fn contiguous_f32<'a>(
     Ok(&data[start..end])
 }
 
+/// A convolution's output height and width for a `h`×`w` input, `pads` = [top, bottom, left,
+/// right].
+pub fn conv_output_size(
+    h: usize,
+    w: usize,
+    kernel: usize,
+    stride: usize,
+    pads: [usize; 4],
+) -> (usize, usize) {
+    let [t, b, l, r] = pads;
+    (
+        (h + t + b - kernel) / stride + 1,
+        (w + l + r - kernel) / stride + 1,
+    )
+}
+
 /// Output columns `ox` whose input column `ox·stride + k − pad_left` lies inside a row of
 /// `width`: the half-open range `lo..hi` (clamped to `out_width`).
 pub fn valid_columns(

@@ -33,6 +33,29 @@ pub enum EncodeError {
     },
 }
 
+/// A model directory's `model.safetensors`, memory-mapped as f32 on `device`.
+pub fn mmap_weights(
+    dir: &std::path::Path,
+    model: &str,
+    device: &candle_core::Device,
+) -> Result<candle_nn::VarBuilder<'static>, EncodeError> {
+    let weights = dir.join("model.safetensors");
+    if !weights.exists() {
+        return Err(EncodeError::Config(format!(
+            "{}: missing model.safetensors",
+            dir.display()
+        )));
+    }
+    // SAFETY: memory-mapped read-only; the kit never rewrites a model in place.
+    unsafe {
+        candle_nn::VarBuilder::from_mmaped_safetensors(&[weights], candle_core::DType::F32, device)
+    }
+    .map_err(|source| EncodeError::Weights {
+        model: model.to_string(),
+        source,
+    })
+}
+
 /// L2-normalise each row; an all-zero row stays zero instead of becoming NaN.
 pub fn l2_normalize(x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
     let norm = x

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 
 use crate::{
     features::paired::PairedSet,
-    project::{similarity, Projector, Score},
+    heads::{similarity, Projector, Score},
 };
 
 /// Metrics of `projector` on `set` (brute force, so no index approximation leaks in).

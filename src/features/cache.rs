@@ -44,13 +44,13 @@ pub struct FeatureCache {
 }
 
 /// All features of a set in memory: `keys[i]` is row `i` of `matrix`.
-pub struct Features {
+pub struct FeatureMatrix {
     pub keys: Vec<String>,
     pub matrix: Tensor,
     pub failed: HashMap<String, String>,
 }
 
-impl Features {
+impl FeatureMatrix {
     pub fn index(&self) -> HashMap<&str, usize> {
         self.keys
             .iter()
@@ -86,16 +86,20 @@ impl FeatureCache {
     pub fn prepare(&self, spec: &FeatureSpec) -> Result<(), CacheError> {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let meta = self.dir.join("spec.json");
-        std::fs::write(
+        crate::fsutil::write_atomic(
             &meta,
-            serde_json::to_string_pretty(spec).expect("spec serialises"),
+            serde_json::to_string_pretty(spec)
+                .expect("spec serialises")
+                .as_bytes(),
         )
         .map_err(io(&meta))?;
         for entry in std::fs::read_dir(&self.dir)
             .map_err(io(&self.dir))?
             .flatten()
         {
-            if entry.file_name().to_string_lossy().ends_with(".tmp") {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // temporaries of writes a kill interrupted (and of older versions' `.tmp` names)
+            if name.starts_with(crate::fsutil::TEMP_PREFIX) || name.ends_with(".tmp") {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -128,33 +132,22 @@ impl FeatureCache {
         meta: &ShardMeta,
     ) -> Result<(), CacheError> {
         let path = self.shard_path(index);
-        let tmp = path.with_extension("safetensors.tmp");
         let info: HashMap<String, String> = [(
             "xmodal".to_string(),
             serde_json::to_string(meta).expect("meta serialises"),
         )]
         .into();
+        let corrupt = |message: String| CacheError::Corrupt {
+            path: path.clone(),
+            message,
+        };
         let data = features
             .contiguous()
             .and_then(|t| t.to_dtype(candle_core::DType::F32))
-            .map_err(|e| CacheError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        safetensors::serialize_to_file([("features", &data)], Some(info), &tmp).map_err(|e| {
-            CacheError::Corrupt {
-                path: tmp.clone(),
-                message: e.to_string(),
-            }
-        })?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        if let Ok(dir) = std::fs::File::open(&self.dir) {
-            let _ = dir.sync_all(); // make the rename itself durable
-        }
-        Ok(())
+            .map_err(|e| corrupt(e.to_string()))?;
+        let bytes = safetensors::serialize([("features", &data)], Some(info))
+            .map_err(|e| corrupt(e.to_string()))?;
+        crate::fsutil::write_atomic(&path, &bytes).map_err(io(&path))
     }
 
     /// Remove shards numbered `from` and above (the item list shrank).
@@ -167,7 +160,7 @@ impl FeatureCache {
     }
 
     /// Load every shard, in order.
-    pub fn load(&self, device: &Device) -> Result<Features, CacheError> {
+    pub fn load(&self, device: &Device) -> Result<FeatureMatrix, CacheError> {
         let mut keys = Vec::new();
         let mut parts = Vec::new();
         let mut failed = HashMap::new();
@@ -216,7 +209,7 @@ impl FeatureCache {
             path: self.dir.clone(),
             message: e.to_string(),
         })?;
-        Ok(Features {
+        Ok(FeatureMatrix {
             keys,
             matrix,
             failed,

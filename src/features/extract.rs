@@ -16,7 +16,10 @@ use super::{
     FeatureSetId, FeatureSpec,
 };
 use crate::{
-    data::catalog::{CaptionRecord, ImageRecord},
+    data::{
+        catalog::{CaptionRecord, ImageRecord},
+        CaptionKey,
+    },
     encode::{EncodeError, ImageEncoder, TextEncoder},
 };
 
@@ -84,7 +87,7 @@ pub fn image_items(images: &[ImageRecord]) -> Vec<(ItemKey, Payload)> {
     items
 }
 
-/// Caption keys are `image_id#ordinal`, with a hash of the text as content.
+/// Caption items are keyed by their [`CaptionKey`], with a hash of the text as content.
 pub fn caption_items(captions: &[CaptionRecord]) -> Vec<(ItemKey, Payload)> {
     let mut items: Vec<_> = captions
         .iter()
@@ -92,7 +95,7 @@ pub fn caption_items(captions: &[CaptionRecord]) -> Vec<(ItemKey, Payload)> {
             let content = format!("{:x}", Sha256::digest(c.text.as_bytes()))[..16].to_string();
             (
                 ItemKey {
-                    key: caption_key(&c.image_id.to_string(), c.ordinal),
+                    key: CaptionKey::new(c.image_id.clone(), c.ordinal).to_string(),
                     content,
                 },
                 Payload::Text(c.text.clone()),
@@ -101,10 +104,6 @@ pub fn caption_items(captions: &[CaptionRecord]) -> Vec<(ItemKey, Payload)> {
         .collect();
     items.sort_by(|a, b| a.0.key.cmp(&b.0.key));
     items
-}
-
-pub fn caption_key(image_id: &str, ordinal: u32) -> String {
-    format!("{image_id}#{ordinal:03}")
 }
 
 /// The encoder for one feature set.

@@ -3,7 +3,9 @@
 //! applied to one modality; its features live in safetensors shards under
 //! `DATA/features/<feature-set-id>/`.
 
+pub mod backfill;
 pub mod cache;
+pub mod encoders;
 pub mod extract;
 pub mod import;
 pub mod paired;

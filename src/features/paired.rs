@@ -7,10 +7,9 @@ use candle_core::{Device, Tensor};
 
 use super::{
     cache::{CacheError, FeatureCache},
-    extract::caption_key,
     FeatureSetId,
 };
-use crate::data::{catalog::ImageFilter, Catalog, CatalogError, ImageId};
+use crate::data::{catalog::ImageFilter, CaptionKey, Catalog, CatalogError, ImageId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PairedError {
@@ -71,7 +70,11 @@ impl PairedSet {
         for c in catalog.captions(filter).await? {
             let (Some(&img_row), Some(&r)) = (
                 row_of.get(&c.image_id),
-                text_rows.get(caption_key(c.image_id.as_str(), c.ordinal).as_str()),
+                text_rows.get(
+                    CaptionKey::new(c.image_id.clone(), c.ordinal)
+                        .to_string()
+                        .as_str(),
+                ),
             ) else {
                 missing += 1;
                 continue;

@@ -11,7 +11,7 @@
 //!
 //! Vectors are stored as f16 (queries stay f32): half the memory of the largest structure in a
 //! server, for scores within ~1e-3 of f32 on unit vectors; the recall the index bench and
-//! tests/index.rs measure is against exact f32 scoring.
+//! tests/it/index.rs measure is against exact f32 scoring.
 
 use std::{
     cmp::{Ordering, Reverse},

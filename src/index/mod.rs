@@ -8,6 +8,7 @@
 pub mod ann;
 mod dot;
 mod hnsw;
+pub mod open;
 pub mod pgvector;
 mod search;
 mod store;
@@ -22,6 +23,37 @@ pub use ann::IndexParams;
 use hnsw::Hnsw;
 pub use search::SearchIndex;
 pub use store::StoreError;
+
+use crate::vectors::Embedding;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("an embedding of {got} dims met an index of {expected}")]
+    Dims { expected: usize, got: usize },
+    #[error("invalid index parameters: {0}")]
+    Params(String),
+    #[error(transparent)]
+    Postgres(#[from] pgvector::PgIndexError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalog(#[from] crate::data::CatalogError),
+    #[error("projecting stored features: {0}")]
+    Projection(#[from] candle_core::Error),
+}
+
+impl IndexError {
+    /// The database is unreachable or busy (worth a retry, or a 503), rather than broken.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Postgres(e) => e.is_transient(),
+            Self::Catalog(crate::data::CatalogError::Db(e)) => {
+                crate::data::catalog::is_transient(e)
+            }
+            _ => false,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
@@ -55,8 +87,8 @@ pub struct VectorIndex {
 const COMPACT_DEAD_FRACTION: f64 = 0.2;
 
 impl VectorIndex {
-    pub fn new(dims: usize, params: IndexParams) -> Result<Self, String> {
-        params.validate()?;
+    pub fn new(dims: usize, params: IndexParams) -> Result<Self, IndexError> {
+        params.validate().map_err(IndexError::Params)?;
         let inner = Inner {
             ann: Ann::Exact {
                 dims,
@@ -73,30 +105,30 @@ impl VectorIndex {
         })
     }
 
-    /// Build from (key, L2-normalised vector) pairs, inserting in parallel.
+    /// Build from (key, L2-normalised embedding) pairs, inserting in parallel.
     pub fn build(
         dims: usize,
         params: IndexParams,
-        items: Vec<(String, Vec<f32>)>,
+        items: Vec<(String, Embedding)>,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<Self, String> {
+    ) -> Result<Self, IndexError> {
         let index = Self::new(dims, params)?;
         {
             let mut inner = index.inner.write().expect("index lock");
             let n = items.len();
             let mut vectors = Vec::with_capacity(n * dims);
             for (id, (key, v)) in items.into_iter().enumerate() {
-                if v.len() != dims {
-                    return Err(format!(
-                        "vector for {key} has {} dims, index has {dims}",
-                        v.len()
-                    ));
+                if v.dims() != dims {
+                    return Err(IndexError::Dims {
+                        expected: dims,
+                        got: v.dims(),
+                    });
                 }
                 if let Some(old) = inner.live.insert(key.clone(), id) {
                     inner.dead.insert(old); // a repeated key: the later one wins
                 }
                 inner.keys.push(key);
-                vectors.extend_from_slice(&v);
+                vectors.extend_from_slice(v.as_slice());
             }
             inner.ann = if n >= params.exact_below {
                 Ann::Graph(Box::new(Hnsw::build(
@@ -150,21 +182,15 @@ impl VectorIndex {
     }
 
     /// Add or replace `key`. Searches see it as soon as this returns.
-    pub fn upsert(&self, key: &str, v: &[f32]) -> Result<(), String> {
-        if v.len() != self.dims {
-            return Err(format!(
-                "vector has {} dims, index has {}",
-                v.len(),
-                self.dims
-            ));
-        }
+    pub fn upsert(&self, key: &str, v: &Embedding) -> Result<(), IndexError> {
+        self.check_dims(v)?;
         let mut inner = self.inner.write().expect("index lock");
         let id = inner.keys.len();
         if let Some(old) = inner.live.insert(key.to_string(), id) {
             inner.dead.insert(old);
         }
         inner.keys.push(key.to_string());
-        inner.ann.insert(v);
+        inner.ann.insert(v.as_slice());
         // outgrew exact search: move to a graph
         if let Ann::Exact { .. } = inner.ann {
             if inner.keys.len() >= self.params.exact_below {
@@ -192,10 +218,10 @@ impl VectorIndex {
     /// Drop tombstones by rebuilding from the live vectors (ids renumbered).
     fn rebuild_locked(&self, inner: &mut Inner) {
         let vectors = inner.ann.vectors(self.dims);
-        let mut live: Vec<(String, Vec<f32>)> = vectors
+        let mut live: Vec<(String, Embedding)> = vectors
             .into_iter()
             .filter(|(id, _)| !inner.dead.contains(id))
-            .map(|(id, v)| (inner.keys[id].clone(), v))
+            .map(|(id, v)| (inner.keys[id].clone(), Embedding::new(v)))
             .collect();
         live.sort_by(|a, b| a.0.cmp(&b.0));
         let rebuilt =
@@ -203,18 +229,35 @@ impl VectorIndex {
         *inner = rebuilt.inner.into_inner().expect("fresh lock");
     }
 
+    fn check_dims(&self, v: &Embedding) -> Result<(), IndexError> {
+        if v.dims() != self.dims {
+            return Err(IndexError::Dims {
+                expected: self.dims,
+                got: v.dims(),
+            });
+        }
+        Ok(())
+    }
+
     /// The `offset..offset+k` best live items by inner product, above `min_score` if given.
     /// Deleted items are filtered inside the search, so a page is only short when fewer live
-    /// items exist (or pass `min_score`).
-    pub fn search(&self, q: &[f32], query: Query) -> Vec<Hit> {
+    /// items exist (or pass `min_score`). A query of other dims than the index is an error.
+    pub fn search(&self, q: &Embedding, query: Query) -> Result<Vec<Hit>, IndexError> {
         self.search_ef(q, query, self.params.ef_search)
     }
 
-    fn search_ef(&self, q: &[f32], query: Query, ef_search: usize) -> Vec<Hit> {
+    fn search_ef(
+        &self,
+        q: &Embedding,
+        query: Query,
+        ef_search: usize,
+    ) -> Result<Vec<Hit>, IndexError> {
+        self.check_dims(q)?;
+        let q = q.as_slice();
         let inner = self.inner.read().expect("index lock");
         let want = query.offset + query.k;
-        if want == 0 || q.len() != self.dims {
-            return Vec::new();
+        if want == 0 {
+            return Ok(Vec::new());
         }
         let mut ef = ef_search.max(want);
         let mut found = inner.ann.search(q, want, ef, &inner.dead);
@@ -223,7 +266,7 @@ impl VectorIndex {
             ef *= 2;
             found = inner.ann.search(q, want, ef, &inner.dead);
         }
-        found
+        Ok(found
             .into_iter()
             .skip(query.offset)
             .take(query.k)
@@ -232,7 +275,7 @@ impl VectorIndex {
                 key: inner.keys[id].clone(),
                 score,
             })
-            .collect()
+            .collect())
     }
 
     /// The same index searched with another beam width (for benchmarks and tuning).
@@ -251,7 +294,10 @@ impl VectorIndex {
 impl VectorIndex {
     /// Make the index agree with the catalog: `truth` maps every key that should be searchable
     /// to its vector. Returns (inserted, removed).
-    pub fn reconcile(&self, truth: &HashMap<String, Vec<f32>>) -> Result<(usize, usize), String> {
+    pub fn reconcile(
+        &self,
+        truth: &HashMap<String, Embedding>,
+    ) -> Result<(usize, usize), IndexError> {
         let keys: HashSet<&str> = truth.keys().map(String::as_str).collect();
         let (missing, removed) = self.reconcile_keys(&keys);
         for k in &missing {
@@ -288,33 +334,35 @@ pub struct SearchWith<'a> {
 }
 
 impl SearchWith<'_> {
-    pub fn search(&self, q: &[f32], query: Query) -> Vec<Hit> {
+    pub fn search(&self, q: &Embedding, query: Query) -> Result<Vec<Hit>, IndexError> {
         self.index.search_ef(q, query, self.ef_search)
     }
 }
 
-/// Stored feature rows → (item, projected embedding).
+/// Stored feature rows → (item, projected embedding): one projection for the whole chunk, on the
+/// projector's device.
 pub fn project_stored(
     stored: &[crate::data::catalog::StoredVector],
     project: &impl Fn(&candle_core::Tensor) -> candle_core::Result<candle_core::Tensor>,
-) -> candle_core::Result<Vec<(String, Vec<f32>)>> {
+    device: &candle_core::Device,
+) -> candle_core::Result<Vec<(String, Embedding)>> {
     let Some(first) = stored.first() else {
         return Ok(Vec::new());
     };
-    let dims = first.vector.len();
+    let dims = first.vector.dims();
     let flat: Vec<f32> = stored
         .iter()
-        .flat_map(|v| v.vector.iter().copied())
+        .flat_map(|v| v.vector.as_slice().iter().copied())
         .collect();
     let projected: Vec<Vec<f32>> = project(&candle_core::Tensor::from_vec(
         flat,
         (stored.len(), dims),
-        &candle_core::Device::Cpu,
+        device,
     )?)?
     .to_vec2()?;
     Ok(stored
         .iter()
         .map(|v| v.item.clone())
-        .zip(projected)
+        .zip(projected.into_iter().map(Embedding::new))
         .collect())
 }

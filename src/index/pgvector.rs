@@ -13,9 +13,12 @@ use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use super::project_stored;
 use super::{ann::IndexParams, Hit, Query};
-use crate::data::{
-    catalog::{is_transient, stored_vector},
-    Catalog, CatalogError,
+use crate::{
+    data::{
+        catalog::{is_transient, stored_vector, LinkedWrites},
+        Catalog, CatalogError, ImageId,
+    },
+    vectors::Embedding,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +154,7 @@ pub struct PgVectorIndex {
 }
 
 /// pgvector's text form, `[1,2.5,-3]`: bound as text and cast, so no driver extension is needed.
-pub fn vector_literal(v: &[f32]) -> String {
+fn vector_literal(v: &[f32]) -> String {
     let mut s = String::with_capacity(v.len() * 10 + 2);
     s.push('[');
     for (i, x) in v.iter().enumerate() {
@@ -170,8 +173,8 @@ pub fn table_name(space_id: &str, side: &str) -> String {
     format!("xm_emb_{}_{side}", &h[..12])
 }
 
-/// The statement that stores one embedding (used inside the catalog's write transaction).
-pub fn insert_statement(table: &str) -> String {
+/// The statement that stores one embedding.
+fn insert_statement(table: &str) -> String {
     format!(
         "INSERT INTO {table} (item, image_id, embedding) VALUES ($1, $2, CAST($3 AS vector))
          ON CONFLICT (item) DO UPDATE SET embedding = excluded.embedding"
@@ -199,6 +202,7 @@ impl PgVectorIndex {
         params: IndexParams,
         log: &(dyn Fn(&str) + Sync),
         project: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+        device: &candle_core::Device,
     ) -> Result<Self, PgIndexError> {
         let pool = catalog.pool().clone();
         let TableSpec {
@@ -245,11 +249,14 @@ impl PgVectorIndex {
                 .iter()
                 .map(stored_vector)
                 .collect::<Result<Vec<_>, _>>()?;
-            for (v, (item, e)) in stored.iter().zip(project_stored(&stored, &project)?) {
+            for (v, (item, e)) in stored
+                .iter()
+                .zip(project_stored(&stored, &project, device)?)
+            {
                 sqlx::query(AssertSqlSafe(insert.clone()))
                     .bind(item)
                     .bind(v.image_id.as_str())
-                    .bind(vector_literal(&e))
+                    .bind(vector_literal(e.as_slice()))
                     .execute(&mut *tx)
                     .await?;
             }
@@ -263,12 +270,19 @@ impl PgVectorIndex {
         })
     }
 
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     pub fn dims(&self) -> usize {
         self.dims
+    }
+
+    /// The planner's plan for a search (operators check that it scans the HNSW index).
+    pub async fn search_plan(&self, q: &Embedding) -> Result<Vec<String>, PgIndexError> {
+        Ok(sqlx::query_scalar(AssertSqlSafe(format!(
+            "EXPLAIN SELECT item FROM {} ORDER BY embedding <=> CAST($1 AS vector) LIMIT 10",
+            self.table
+        )))
+        .bind(vector_literal(q.as_slice()))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Rows in the table (a query, not a field: other replicas write too).
@@ -285,7 +299,7 @@ impl PgVectorIndex {
     /// The `offset..offset+k` nearest by cosine, best first, above `min_score`. HNSW returns at
     /// most `hnsw.ef_search` rows, so the beam is widened to cover the page. Transient database
     /// errors are retried twice.
-    pub async fn search(&self, q: &[f32], query: Query) -> Result<Vec<Hit>, PgIndexError> {
+    pub async fn search(&self, q: &Embedding, query: Query) -> Result<Vec<Hit>, PgIndexError> {
         let mut attempt = 0;
         loop {
             match self.search_once(q, query).await {
@@ -298,7 +312,7 @@ impl PgVectorIndex {
         }
     }
 
-    async fn search_once(&self, q: &[f32], query: Query) -> Result<Vec<Hit>, PgIndexError> {
+    async fn search_once(&self, q: &Embedding, query: Query) -> Result<Vec<Hit>, PgIndexError> {
         let ef = self.ef_search.max(query.offset + query.k);
         let mut tx = self.pool.begin().await?;
         sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL hnsw.ef_search = {ef}")))
@@ -309,7 +323,7 @@ impl PgVectorIndex {
              FROM {} ORDER BY embedding <=> CAST($1 AS vector) LIMIT $2 OFFSET $3",
             self.table
         )))
-        .bind(vector_literal(q))
+        .bind(vector_literal(q.as_slice()))
         .bind(query.k as i64)
         .bind(query.offset as i64)
         .fetch_all(&mut *tx)
@@ -323,5 +337,26 @@ impl PgVectorIndex {
             })
             .take_while(|h| query.min_score.is_none_or(|m| h.score >= m))
             .collect())
+    }
+}
+
+/// An image's embeddings for pgvector tables, written inside the catalog's insert transaction
+/// (`Catalog::insert_with_vectors`), so a 201 means catalog rows and embeddings are both durable.
+pub struct PgRows<'a> {
+    pub image: &'a ImageId,
+    pub rows: Vec<(&'a PgVectorIndex, String, &'a Embedding)>,
+}
+
+impl LinkedWrites for PgRows<'_> {
+    async fn write(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+        for (index, item, embedding) in &self.rows {
+            sqlx::query(AssertSqlSafe(insert_statement(&index.table)))
+                .bind(item)
+                .bind(self.image.as_str())
+                .bind(vector_literal(embedding.as_slice()))
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -1,10 +1,8 @@
 //! What a searchable side is in a running server: the in-process HNSW index (embedded default)
 //! or pgvector tables shared by replicas (Postgres deployments).
 
-use super::{
-    pgvector::{PgIndexError, PgVectorIndex},
-    Hit, Query, VectorIndex,
-};
+use super::{pgvector::PgVectorIndex, Hit, IndexError, Query, VectorIndex};
+use crate::vectors::Embedding;
 
 pub enum SearchIndex {
     Memory(VectorIndex),
@@ -12,10 +10,18 @@ pub enum SearchIndex {
 }
 
 impl SearchIndex {
-    pub async fn search(&self, q: &[f32], query: Query) -> Result<Vec<Hit>, PgIndexError> {
+    pub async fn search(&self, q: &Embedding, query: Query) -> Result<Vec<Hit>, IndexError> {
         match self {
-            Self::Memory(index) => Ok(index.search(q, query)),
-            Self::Postgres(index) => index.search(q, query).await,
+            Self::Memory(index) => index.search(q, query),
+            Self::Postgres(index) => {
+                if q.dims() != index.dims() {
+                    return Err(IndexError::Dims {
+                        expected: index.dims(),
+                        got: q.dims(),
+                    });
+                }
+                Ok(index.search(q, query).await?)
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! Index files: written to a temporary directory, fsynced, then renamed over the old one, with a
+//! Index files: written to a temporary directory, fsynced, then renamed over the old one (a
+//! directory swap: the files inside are written with `fsutil::write_synced`), with a
 //! header (format, dims, metric, counts, the projector it was built for) and a sha256 per file.
 //! A file that fails any check is reported, never used; the caller rebuilds from the catalog.
 
@@ -10,6 +11,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::fsutil::{sync_dir, write_synced};
 
 use super::{
     ann::Ann,
@@ -101,14 +104,11 @@ impl VectorIndex {
             dead: inner.dead.iter().copied().collect(),
         };
         let path = tmp.join("keys.json");
-        std::fs::write(&path, serde_json::to_vec(&keys).expect("keys serialise"))
+        write_synced(&path, &serde_json::to_vec(&keys).expect("keys serialise"))
             .map_err(io(&path))?;
         let mut files = BTreeMap::new();
         for entry in std::fs::read_dir(&tmp).map_err(io(&tmp))?.flatten() {
             let p = entry.path();
-            std::fs::File::open(&p)
-                .and_then(|f| f.sync_all())
-                .map_err(io(&p))?;
             files.insert(
                 entry.file_name().to_string_lossy().into_owned(),
                 sha256_file(&p)?,
@@ -126,14 +126,12 @@ impl VectorIndex {
             files,
         };
         let path = tmp.join("header.json");
-        std::fs::write(
+        write_synced(
             &path,
-            serde_json::to_vec_pretty(&header).expect("header serialises"),
+            &serde_json::to_vec_pretty(&header).expect("header serialises"),
         )
         .map_err(io(&path))?;
-        std::fs::File::open(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&path))?;
+        sync_dir(&tmp).map_err(io(&tmp))?;
         // swap: old → .old, tmp → dir, drop .old
         let old = dir.with_extension("old");
         let _ = std::fs::remove_dir_all(&old);
@@ -143,9 +141,7 @@ impl VectorIndex {
         std::fs::rename(&tmp, dir).map_err(io(dir))?;
         let _ = std::fs::remove_dir_all(&old);
         if let Some(parent) = dir.parent() {
-            if let Ok(d) = std::fs::File::open(parent) {
-                let _ = d.sync_all();
-            }
+            let _ = sync_dir(parent);
         }
         Ok(())
     }

@@ -40,22 +40,19 @@ impl Canvas {
         }
     }
 
-    /// Write as PNG: to a temporary file first, renamed into place, so a figure is whole or absent.
+    /// Write as PNG, atomically: a figure is whole or absent.
     pub fn save_png(self, path: &Path) -> Result<(), ReportError> {
         let io = |source| ReportError::Io {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
         let image = image::RgbImage::from_raw(self.width, self.height, self.pixels)
             .ok_or_else(|| ReportError::Draw("canvas size does not match its pixels".into()))?;
-        let tmp = path.with_extension("png.tmp");
+        let mut png = Vec::new();
         image
-            .save_with_format(&tmp, image::ImageFormat::Png)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .map_err(|e| ReportError::Draw(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(io)
+        crate::fsutil::write_atomic(path, &png).map_err(io)
     }
 }
 

@@ -4,7 +4,10 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
+use super::{
+    error::ApiError,
+    service::{CaptionMatch, ImageMatch, Ranked},
+};
 
 pub const MAX_K: usize = 100;
 pub const MAX_OFFSET: usize = 10_000;
@@ -100,6 +103,21 @@ impl Page {
             min_score: min_score.map(|m| m as f32),
         })
     }
+
+    /// The index query this page asks for.
+    pub fn query(self) -> crate::index::Query {
+        crate::index::Query {
+            k: self.k,
+            offset: self.offset,
+            min_score: self.min_score,
+        }
+    }
+}
+
+impl PageParams {
+    pub fn page(&self) -> Result<Page, ApiError> {
+        Page::new(self.k, self.offset, self.min_score)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -120,6 +138,28 @@ pub struct ImageResults {
     pub model: String,
 }
 
+impl ImageResults {
+    /// A service's ranked images as the page's JSON, ranked from `offset + 1`.
+    pub fn new(ranked: Ranked<ImageMatch>, page: Page, started: std::time::Instant) -> Self {
+        Self {
+            results: ranked
+                .hits
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| ImageHit {
+                    rank: page.offset + i + 1,
+                    url: image_url(m.image.as_str()),
+                    image_id: m.image.to_string(),
+                    score: m.score,
+                    captions: m.captions,
+                })
+                .collect(),
+            took_ms: started.elapsed().as_secs_f64() * 1e3,
+            model: ranked.model,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CaptionHit {
     pub rank: usize,
@@ -134,6 +174,28 @@ pub struct CaptionResults {
     pub results: Vec<CaptionHit>,
     pub took_ms: f64,
     pub model: String,
+}
+
+impl CaptionResults {
+    /// A service's ranked captions as the page's JSON, ranked from `offset + 1`.
+    pub fn new(ranked: Ranked<CaptionMatch>, page: Page, started: std::time::Instant) -> Self {
+        Self {
+            results: ranked
+                .hits
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| CaptionHit {
+                    rank: page.offset + i + 1,
+                    caption_id: m.caption.to_string(),
+                    image_id: m.caption.image.to_string(),
+                    text: m.text,
+                    score: m.score,
+                })
+                .collect(),
+            took_ms: started.elapsed().as_secs_f64() * 1e3,
+            model: ranked.model,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -3,7 +3,10 @@
 //! batched forward pass and answers each request. A request may carry several items (an
 //! upload's captions), which always stay in one batch. Requests whose client has gone are
 //! skipped.
-//! The HTTP layer never touches a tensor; this layer never sees JSON.
+//!
+//! Callers hand in text and encoded image bytes and get [`Features`] back: decoding (bounded, off
+//! the async runtime, at most one per core) and preprocessing happen here. HTTP never touches a
+//! tensor; this layer never sees JSON.
 
 use std::{
     sync::{
@@ -14,23 +17,28 @@ use std::{
     time::{Duration, Instant},
 };
 
-use candle_core::{Device, Tensor};
-use tokio::sync::oneshot;
+use candle_core::Tensor;
+use tokio::sync::{oneshot, Semaphore};
 
-use crate::encode::{EncodeError, ImageEncoder, TextEncoder};
+use crate::{
+    encode::{image::preprocess, EncodeError, ImageEncoder, ImageError, TextEncoder},
+    vectors::Features,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct BatchConfig {
     /// Largest text batch.
     pub max_batch: usize,
     /// Largest image batch. Smaller than text: a CNN's activations grow with the batch and its
-    /// throughput does not (scripts/bench-serve, image queries at concurrency 32 on 2 cores:
+    /// throughput does not (scripts/bench/bench-serve, image queries at concurrency 32 on 2 cores:
     /// batch 32 peaked at 1.6 GB RSS with p99 1.8 s, batch 4 at 0.9 GB with p99 0.86 s and
     /// more queries per second, 51.9 vs 49.4).
     pub max_image_batch: usize,
     pub max_wait: Duration,
     /// Requests waiting per encoder before new ones are refused (429).
     pub queue_capacity: usize,
+    /// The longest a request waits for its batch (queue + forward pass) before giving up.
+    pub timeout: Duration,
 }
 
 impl Default for BatchConfig {
@@ -39,11 +47,12 @@ impl Default for BatchConfig {
             max_batch: 32,
             max_image_batch: 4,
             // Continuous batching: a batch is whatever queued while the previous one ran. Waiting
-            // to fill batches cost latency and bought no throughput (scripts/bench-serve, 30k
+            // to fill batches cost latency and bought no throughput (scripts/bench/bench-serve, 30k
             // images: max_wait 2 ms → p50 8.2 ms at concurrency 1 and 287 req/s at 32; 0 ms →
             // 6.4 ms and 299 req/s).
             max_wait: Duration::ZERO,
             queue_capacity: 256,
+            timeout: Duration::from_secs(30),
         }
     }
 }
@@ -52,29 +61,39 @@ impl Default for BatchConfig {
 pub enum EngineError {
     #[error("the {0} encoder queue is full")]
     Overloaded(&'static str),
+    #[error("the {0} encoder did not answer in time")]
+    TimedOut(&'static str),
     #[error("the {0} encoder stopped")]
     Stopped(&'static str),
+    #[error("this server has no image encoder")]
+    NoImageEncoder,
     #[error(transparent)]
-    Encode(#[from] EncodeError),
+    Image(#[from] ImageError),
+    /// The batch this request was in failed (shared by every request of the batch).
+    #[error(transparent)]
+    Encode(Arc<EncodeError>),
 }
+
+type Rows = Result<Vec<Vec<f32>>, Arc<EncodeError>>;
 
 struct Job<I> {
     inputs: Vec<I>,
-    reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
+    reply: oneshot::Sender<Rows>,
 }
 
 /// A queue in front of one encoder.
-pub struct Queue<I> {
+struct Queue<I> {
     name: &'static str,
     tx: SyncSender<Job<I>>,
     depth: Arc<AtomicUsize>,
+    timeout: Duration,
 }
 
 impl<I: Send + 'static> Queue<I> {
     fn start(
         name: &'static str,
         config: BatchConfig,
-        run: impl Fn(Vec<I>) -> Result<Vec<Vec<f32>>, String> + Send + 'static,
+        run: impl Fn(Vec<I>) -> Result<Vec<Vec<f32>>, EncodeError> + Send + 'static,
     ) -> Self {
         let (tx, rx) = mpsc::sync_channel::<Job<I>>(config.queue_capacity);
         let depth = Arc::new(AtomicUsize::new(0));
@@ -83,17 +102,17 @@ impl<I: Send + 'static> Queue<I> {
             .name(format!("xmodal-{name}-encoder"))
             .spawn(move || worker(name, rx, config, worker_depth, run))
             .expect("spawn encoder thread");
-        Self { name, tx, depth }
-    }
-
-    /// Encode one input; waits for its batch. Refuses at once when the queue is full.
-    pub async fn encode(&self, input: I) -> Result<Vec<f32>, EngineError> {
-        let mut rows = self.encode_many(vec![input]).await?;
-        Ok(rows.pop().expect("one row per input"))
+        Self {
+            name,
+            tx,
+            depth,
+            timeout: config.timeout,
+        }
     }
 
     /// Encode several inputs in one batch (with whatever else is waiting), one row each.
-    pub async fn encode_many(&self, inputs: Vec<I>) -> Result<Vec<Vec<f32>>, EngineError> {
+    /// Refuses at once when the queue is full.
+    async fn encode(&self, inputs: Vec<I>) -> Result<Vec<Features>, EngineError> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
@@ -108,10 +127,11 @@ impl<I: Send + 'static> Queue<I> {
             });
         }
         metrics::gauge!("xmodal_queue_depth", "encoder" => self.name).set(depth as f64);
-        match rx.await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(message)) => Err(EngineError::Encode(EncodeError::Config(message))),
-            Err(_) => Err(EngineError::Stopped(self.name)),
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(Ok(rows))) => Ok(rows.into_iter().map(Features::new).collect()),
+            Ok(Ok(Err(e))) => Err(EngineError::Encode(e)),
+            Ok(Err(_)) => Err(EngineError::Stopped(self.name)),
+            Err(_) => Err(EngineError::TimedOut(self.name)),
         }
     }
 }
@@ -121,7 +141,7 @@ fn worker<I>(
     rx: Receiver<Job<I>>,
     config: BatchConfig,
     depth: Arc<AtomicUsize>,
-    run: impl Fn(Vec<I>) -> Result<Vec<Vec<f32>>, String>,
+    run: impl Fn(Vec<I>) -> Result<Vec<Vec<f32>>, EncodeError>,
 ) {
     // a job that would overflow the batch waits for the next one
     let mut held: Option<Job<I>> = None;
@@ -181,6 +201,7 @@ fn worker<I>(
                 }
             }
             Err(e) => {
+                let e = Arc::new(e);
                 for (reply, _) in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -189,12 +210,28 @@ fn worker<I>(
     }
 }
 
-/// Both encoders behind their queues.
+/// An image decoded and encoded: its features and its displayed size.
+pub struct EncodedImage {
+    pub features: Features,
+    pub width: u32,
+    pub height: u32,
+}
+
+struct ImageSide {
+    encoder: Arc<ImageEncoder>,
+    /// Inputs are preprocessed images `[3, crop, crop]` on the encoder's device.
+    queue: Queue<Tensor>,
+}
+
+/// Both encoders behind their queues, and the pool that decodes images for them.
 pub struct Engine {
-    pub text: Queue<String>,
-    /// Inputs are preprocessed images `[3, crop, crop]` (decoding happens in the request).
+    text: Queue<String>,
     /// `None` when image features were imported and no image encoder is loaded.
-    pub image: Option<Queue<Tensor>>,
+    image: Option<ImageSide>,
+    /// Image decodes running at once. Decoding is CPU-bound: more decodes than cores only add
+    /// threads, each holding its decoded pixels (tokio's blocking pool grows to 512 threads;
+    /// 32 concurrent image queries held ~350 MB more than one at a time, scripts/bench/bench-serve).
+    decoders: Semaphore,
 }
 
 impl Engine {
@@ -203,27 +240,144 @@ impl Engine {
         image: Option<Arc<ImageEncoder>>,
         config: BatchConfig,
     ) -> Self {
-        let t = text.clone();
         let text_queue = Queue::start("text", config, move |texts: Vec<String>| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            t.encode(&refs)
-                .and_then(|m| Ok(m.to_device(&Device::Cpu)?.to_vec2::<f32>()?))
-                .map_err(|e| e.to_string())
+            rows(text.encode(&refs)?)
         });
-        let image_queue = image.map(|i| {
+        let image = image.map(|encoder| {
             let config = BatchConfig {
                 max_batch: config.max_image_batch,
                 ..config
             };
-            Queue::start("image", config, move |images: Vec<Tensor>| {
-                i.encode_prepared(&images)
-                    .and_then(|m| Ok(m.to_device(&Device::Cpu)?.to_vec2::<f32>()?))
-                    .map_err(|e| e.to_string())
-            })
+            let worker_encoder = encoder.clone();
+            let queue = Queue::start("image", config, move |images: Vec<Tensor>| {
+                rows(worker_encoder.encode_prepared(&images)?)
+            });
+            ImageSide { encoder, queue }
         });
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             text: text_queue,
-            image: image_queue,
+            image,
+            decoders: Semaphore::new(cores),
+        }
+    }
+
+    pub fn has_image_encoder(&self) -> bool {
+        self.image.is_some()
+    }
+
+    pub async fn encode_text(&self, text: String) -> Result<Features, EngineError> {
+        let mut rows = self.text.encode(vec![text]).await?;
+        Ok(rows.pop().expect("one row per input"))
+    }
+
+    /// Several texts in one batch (an upload's captions).
+    pub async fn encode_texts(&self, texts: Vec<String>) -> Result<Vec<Features>, EngineError> {
+        self.text.encode(texts).await
+    }
+
+    /// Decode (every limit checked from the header first), preprocess and encode one image.
+    pub async fn encode_image(
+        &self,
+        bytes: axum::body::Bytes,
+    ) -> Result<EncodedImage, EngineError> {
+        let side = self.image.as_ref().ok_or(EngineError::NoImageEncoder)?;
+        let encoder = side.encoder.clone();
+        let (input, (width, height)) = self
+            .decode(move || {
+                let decoded = preprocess::decode(&bytes)?;
+                let input = encoder
+                    .prepare_decoded(&decoded)
+                    .map_err(|e| EngineError::Encode(Arc::new(e)))?;
+                Ok((input, decoded.dimensions()))
+            })
+            .await?;
+        let mut rows = side.queue.encode(vec![input]).await?;
+        Ok(EncodedImage {
+            features: rows.pop().expect("one row per input"),
+            width,
+            height,
+        })
+    }
+
+    /// A JPEG thumbnail fitting in `max_side`×`max_side`, decoded on the same bounded pool.
+    pub async fn thumbnail_jpeg(
+        &self,
+        bytes: Vec<u8>,
+        max_side: u32,
+    ) -> Result<Vec<u8>, EngineError> {
+        self.decode(move || {
+            let thumb = preprocess::decode(&bytes)?.thumbnail(max_side);
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+                .encode_image(&thumb)
+                .map_err(|e| ImageError::Decode(e.to_string()))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Run CPU-bound image work off the async runtime, at most one per core.
+    async fn decode<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let _permit = self
+            .decoders
+            .acquire()
+            .await
+            .map_err(|_| EngineError::Stopped("image decode"))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| EngineError::Stopped("image decode"))?
+    }
+}
+
+/// An encoder's `[n, dims]` output as host rows (one copy back per batch).
+fn rows(m: Tensor) -> Result<Vec<Vec<f32>>, EncodeError> {
+    Ok(m.to_device(&candle_core::Device::Cpu)?.to_vec2::<f32>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queue over a fake encoder that records its batches: rows come back to the right
+    /// requests, a multi-item request stays in one batch, and a failure reaches every request of
+    /// its batch as the encoder's own error.
+    #[tokio::test]
+    async fn batches_keep_requests_together_and_rows_in_order() {
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let config = BatchConfig {
+            max_batch: 4,
+            ..Default::default()
+        };
+        let queue = Queue::start("test", config, move |items: Vec<i32>| {
+            seen.lock().unwrap().push(items.len());
+            if items.contains(&-1) {
+                return Err(EncodeError::Config("bad item".into()));
+            }
+            Ok(items
+                .iter()
+                .map(|&i| vec![i as f32, 2.0 * i as f32])
+                .collect())
+        });
+        let rows = queue.encode(vec![1, 2, 3]).await.unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2].as_slice(), &[3.0, 6.0]);
+        // more items than max_batch still go as one batch
+        let six = queue.encode((10..16).collect()).await.unwrap();
+        assert_eq!(six[5].as_slice(), &[15.0, 30.0]);
+        assert_eq!(*batches.lock().unwrap(), vec![3, 6]);
+        assert!(queue.encode(Vec::new()).await.unwrap().is_empty());
+        match queue.encode(vec![-1]).await {
+            Err(EngineError::Encode(e)) => assert!(e.to_string().contains("bad item")),
+            other => panic!(
+                "expected the encoder's error, got {:?}",
+                other.map(|r| r.len())
+            ),
         }
     }
 }

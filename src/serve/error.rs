@@ -9,11 +9,10 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::engine::EngineError;
+use super::{engine::EngineError, service::ServiceError};
 use crate::{
     data::{catalog::is_transient, CatalogError},
     encode::{EncodeError, ImageError},
-    index::pgvector::PgIndexError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -122,20 +121,16 @@ impl From<ImageError> for ApiError {
     }
 }
 
-impl From<EncodeError> for ApiError {
-    fn from(e: EncodeError) -> Self {
-        match e {
-            EncodeError::Image(img) => img.into(),
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}
-
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::Overloaded(_) => Self::Overloaded,
-            EngineError::Encode(enc) => enc.into(),
+            EngineError::Overloaded(_) | EngineError::TimedOut(_) => Self::Overloaded,
+            EngineError::NoImageEncoder => Self::NoImageEncoder,
+            EngineError::Image(img) => img.into(),
+            EngineError::Encode(ref enc) => match enc.as_ref() {
+                EncodeError::Image(img) => ImageError::clone(img).into(),
+                _ => Self::Internal(e.to_string()),
+            },
             EngineError::Stopped(_) => Self::Internal(e.to_string()),
         }
     }
@@ -151,19 +146,22 @@ impl From<CatalogError> for ApiError {
     }
 }
 
-impl From<PgIndexError> for ApiError {
-    fn from(e: PgIndexError) -> Self {
-        if e.is_transient() {
-            Self::Unavailable(e.to_string())
-        } else {
-            Self::Internal(e.to_string())
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(message) => Self::NotFound(message),
+            ServiceError::Conflict(id) => Self::Conflict(id.to_string()),
+            ServiceError::UnknownModel { .. } => Self::Invalid(e.to_string()),
+            ServiceError::Engine(e) => e.into(),
+            ServiceError::Catalog(e) => e.into(),
+            ServiceError::Index(ref index) if index.is_transient() => {
+                Self::Unavailable(e.to_string())
+            }
+            ServiceError::Index(_)
+            | ServiceError::Projection(_)
+            | ServiceError::Storage(_)
+            | ServiceError::Corrupt(_) => Self::Internal(e.to_string()),
         }
-    }
-}
-
-impl From<candle_core::Error> for ApiError {
-    fn from(e: candle_core::Error) -> Self {
-        Self::Internal(e.to_string())
     }
 }
 

@@ -1,6 +1,7 @@
 //! `xmodal serve`: the HTTP service. Layers, outside in: tracing and request ids → metrics →
-//! backpressure (429 beyond the in-flight limit) → body limit → handlers (validation, JSON,
-//! status codes) → engine (batching queues, one thread per encoder) → index → catalog.
+//! backpressure (429 beyond the in-flight limit) → body limit → handlers (`routes/`: parse,
+//! validate, map to JSON and status codes) → service (`service/`: the domain flow) → engine
+//! (batching queues, one thread per encoder) → heads → index → catalog.
 
 pub mod api;
 pub mod engine;

@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::{error::ApiError, service::Service};
@@ -16,8 +17,6 @@ pub struct Limits {
     /// Image requests (uploads, image queries) whose bodies are held at once before new ones
     /// get 429: with `max_body_bytes` it bounds the memory image bodies can take.
     pub max_image_requests: usize,
-    /// How long a request may wait for an encoder.
-    pub encode_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -26,7 +25,6 @@ impl Default for Limits {
             max_body_bytes: 20 << 20,
             max_in_flight: 256,
             max_image_requests: 32,
-            encode_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -37,10 +35,6 @@ pub struct Shared {
     pub limits: Limits,
     pub prometheus: PrometheusHandle,
     pub in_flight: Semaphore,
-    /// Image decodes running at once. Decoding is CPU-bound: more decodes than cores only add
-    /// threads, each holding its decoded pixels (tokio's blocking pool grows to 512 threads;
-    /// 32 concurrent image queries held ~350 MB more than one at a time, scripts/bench-serve).
-    pub decoders: Semaphore,
     /// Image request bodies held at once (see [`Limits::max_image_requests`]).
     pub image_requests: Arc<Semaphore>,
 }
@@ -52,32 +46,14 @@ impl AppState {
     pub fn new(api_key: Option<String>, limits: Limits, prometheus: PrometheusHandle) -> Self {
         let in_flight = Semaphore::new(limits.max_in_flight);
         let image_requests = limits.max_image_requests;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self(Arc::new(Shared {
             service: OnceLock::new(),
             api_key: api_key.filter(|k| !k.is_empty()),
             limits,
             prometheus,
             in_flight,
-            decoders: Semaphore::new(cores),
             image_requests: Arc::new(Semaphore::new(image_requests)),
         }))
-    }
-
-    /// Run CPU-bound image work (decode, resize) off the async runtime, at most one per core.
-    pub async fn decode<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let _permit = self
-            .0
-            .decoders
-            .acquire()
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
     }
 
     pub fn service(&self) -> Result<Arc<Service>, ApiError> {
@@ -97,17 +73,9 @@ impl AppState {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        // constant-time comparison: do not leak the key's prefix through timing
+        // constant-time comparison (subtle): do not leak the key's prefix through timing
         match given {
-            Some(g)
-                if g.len() == key.len()
-                    && g.bytes()
-                        .zip(key.bytes())
-                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                        == 0 =>
-            {
-                Ok(())
-            }
+            Some(g) if bool::from(g.as_bytes().ct_eq(key.as_bytes())) => Ok(()),
             _ => Err(ApiError::Unauthorized),
         }
     }

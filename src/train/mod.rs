@@ -22,7 +22,7 @@ pub use losses::{Direction, Loss};
 use crate::{
     eval::{evaluate_embeddings, Metrics},
     features::{paired::PairedSet, FeatureSpec},
-    project::{mlp::spread, HeadsConfig, Mlp, MlpConfig, Score, TrainedHeads},
+    heads::{mlp::spread, HeadsConfig, Mlp, MlpConfig, Score, TrainedHeads},
     rng::Rng,
 };
 
@@ -107,7 +107,7 @@ pub enum TrainError {
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
     #[error(transparent)]
-    Heads(#[from] crate::project::HeadsError),
+    Heads(#[from] crate::heads::HeadsError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("nothing to train on: the training split has no captions with features")]

@@ -3,7 +3,10 @@
 
 use sqlx::Row;
 
-use super::{insert_captions, write_feature_set, Catalog, CatalogError, FeatureSetRow, NewImage};
+use super::{
+    captions::insert_captions, feature_sets::write_feature_set, Catalog, CatalogError,
+    FeatureSetRow, NewImage,
+};
 use crate::data::Split;
 
 /// What an import did to the catalog.

@@ -230,14 +230,11 @@ pub fn generate(
         serde_json::to_string_pretty(&held).expect("serialises") + "\n",
     )
     .map_err(io(&held_path))?;
-    let tmp = out.join("dataset.jsonl.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    for l in &lines {
-        writeln!(f, "{l}").map_err(io(&tmp))?;
-    }
-    f.sync_all().map_err(io(&tmp))?;
     let dataset = out.join("dataset.jsonl");
-    std::fs::rename(&tmp, &dataset).map_err(io(&dataset))?;
+    crate::fsutil::write_atomic_with(&dataset, |f| {
+        lines.iter().try_for_each(|l| writeln!(f, "{l}"))
+    })
+    .map_err(io(&dataset))?;
     Ok(held)
 }
 

@@ -26,11 +26,7 @@ pub struct DepthwiseConv {
 
 impl DepthwiseConv {
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
-        let [t, b, l, r] = self.pads;
-        (
-            (h + t + b - self.kernel) / self.stride + 1,
-            (w + l + r - self.kernel) / self.stride + 1,
-        )
+        crate::encode::cpu::conv_output_size(h, w, self.kernel, self.stride, self.pads)
     }
 }
 

@@ -71,6 +71,16 @@ pub struct ConvSpec {
 }
 
 impl ConvSpec {
+    /// The checkpoint's weight shape: `[c_out, c_in / groups, k, k]`.
+    fn weight_shape(&self) -> (usize, usize, usize, usize) {
+        (
+            self.c_out,
+            self.c_in / self.groups,
+            self.kernel,
+            self.kernel,
+        )
+    }
+
     pub fn new(c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: Padding) -> Self {
         Self {
             c_in,
@@ -95,15 +105,7 @@ impl ConvSpec {
 impl Conv {
     /// A convolution without BatchNorm; `bias` says whether the checkpoint has one.
     pub fn load(vb: VarBuilder, spec: &ConvSpec, bias: bool) -> candle_core::Result<Self> {
-        let weight = vb.get(
-            (
-                spec.c_out,
-                spec.c_in / spec.groups,
-                spec.kernel,
-                spec.kernel,
-            ),
-            "weight",
-        )?;
+        let weight = vb.get(spec.weight_shape(), "weight")?;
         let bias = if bias {
             Some(vb.get(spec.c_out, "bias")?)
         } else {
@@ -120,15 +122,7 @@ impl Conv {
         spec: &ConvSpec,
         eps: f64,
     ) -> candle_core::Result<Self> {
-        let weight = conv.get(
-            (
-                spec.c_out,
-                spec.c_in / spec.groups,
-                spec.kernel,
-                spec.kernel,
-            ),
-            "weight",
-        )?;
+        let weight = conv.get(spec.weight_shape(), "weight")?;
         let gamma = bn.get(spec.c_out, "weight")?;
         let beta = bn.get(spec.c_out, "bias")?;
         let mean = bn.get(spec.c_out, "running_mean")?;

@@ -90,19 +90,7 @@ impl ImageEncoder {
                 dir.display()
             )));
         }
-        let weights = dir.join("model.safetensors");
-        if !weights.exists() {
-            return Err(EncodeError::Config(format!(
-                "{}: missing model.safetensors",
-                dir.display()
-            )));
-        }
-        // SAFETY: memory-mapped read-only; the kit never rewrites a model in place.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
-            .map_err(|source| EncodeError::Weights {
-                model: manifest.name.clone(),
-                source,
-            })?;
+        let vb = super::mmap_weights(dir, &manifest.name, device)?;
         let backbone = Backbone::load(manifest.architecture, vb).map_err(|e| match e {
             EncodeError::Tensor(source) => EncodeError::Weights {
                 model: manifest.name.clone(),
@@ -127,9 +115,19 @@ impl ImageEncoder {
         &self.preprocess
     }
 
-    /// Decode and preprocess one encoded image into `[3, crop, crop]`.
+    /// Decode and preprocess one encoded image into `[3, crop, crop]` on the encoder's device.
     pub fn prepare(&self, bytes: &[u8]) -> Result<Tensor, EncodeError> {
-        preprocess::prepare(bytes, &self.preprocess, &self.device)
+        self.prepare_decoded(&preprocess::decode(bytes)?)
+    }
+
+    /// Preprocess a decoded image into `[3, crop, crop]` on the encoder's device.
+    pub fn prepare_decoded(&self, decoded: &preprocess::Decoded) -> Result<Tensor, EncodeError> {
+        let pixels = decoded.model_input(&self.preprocess);
+        Ok(preprocess::to_tensor(
+            &pixels,
+            &self.preprocess,
+            &self.device,
+        )?)
     }
 
     /// Features for already-prepared images (`[3, crop, crop]` each).

@@ -35,7 +35,7 @@ pub const MAX_ASPECT_RATIO: u32 = 20;
 /// 16-bit RGBA PNG needs 11 bytes a pixel, so it is refused above ~24 MP.
 pub const DECODE_BUDGET_BYTES: u64 = 256 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ImageError {
     #[error("empty image")]
     Empty,
@@ -321,15 +321,6 @@ pub fn to_tensor(img: &RgbImage, p: &Preprocess, device: &Device) -> candle_core
         }
     }
     Tensor::from_vec(data, (3, h as usize, w as usize), device)
-}
-
-/// The whole pipeline for one encoded image.
-pub fn prepare(
-    bytes: &[u8],
-    p: &Preprocess,
-    device: &Device,
-) -> Result<Tensor, super::super::EncodeError> {
-    Ok(to_tensor(&decode(bytes)?.model_input(p), p, device)?)
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::{
@@ -69,19 +68,7 @@ impl BertEncoder {
             }))
             .map_err(|e| EncodeError::Tokenizer(e.to_string()))?;
 
-        let weights = dir.join("model.safetensors");
-        if !weights.exists() {
-            return Err(EncodeError::Config(format!(
-                "{}: missing model.safetensors",
-                dir.display()
-            )));
-        }
-        // SAFETY: the file is memory-mapped read-only; the kit never rewrites a model in place.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
-            .map_err(|source| EncodeError::Weights {
-                model: manifest.name.clone(),
-                source,
-            })?;
+        let vb = crate::encode::mmap_weights(dir, &manifest.name, device)?;
         let model = BertModel::load(vb, &config).map_err(|source| EncodeError::Weights {
             model: manifest.name.clone(),
             source,

@@ -34,11 +34,11 @@ pub struct Readiness {
     pub images: usize,
     pub captions: usize,
     /// The feature sets this server computes: encoder and the options that change its outputs.
-    pub features: Features,
+    pub features: FeatureSets,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Features {
+pub struct FeatureSets {
     pub image: FeatureInfo,
     pub text: FeatureInfo,
 }
@@ -80,7 +80,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Api
         models: service.spaces.iter().map(|s| s.name.clone()).collect(),
         images: service.spaces[0].images.count().await,
         captions: service.spaces[0].captions.count().await,
-        features: Features {
+        features: FeatureSets {
             image: (&service.image_spec).into(),
             text: (&service.text_spec).into(),
         },

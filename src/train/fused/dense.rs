@@ -1,6 +1,6 @@
 //! One projection MLP as plain f32 buffers, with its forward and backward passes written out.
 //!
-//! Same arithmetic as `project::Mlp::forward` under candle's autograd (Linear, PReLU, inverted
+//! Same arithmetic as `heads::Mlp::forward` under candle's autograd (Linear, PReLU, inverted
 //! dropout with masks drawn from our RNG in the same order, optional frozen input
 //! standardisation and L2-normalised output), but each layer is one GEMM plus one fused
 //! element-wise pass, activations live in buffers reused every step, and the first layer's input

@@ -22,7 +22,7 @@ use self::{
     loss_grad::{Batch, LossGrads},
 };
 use super::{adamw::AdamWState, Direction, Loss, TrainConfig};
-use crate::{project::Mlp, rng::Rng};
+use crate::{heads::Mlp, rng::Rng};
 
 pub struct FusedTrainer {
     image: DenseMlp,

@@ -5,7 +5,7 @@ use candle_nn::ParamsAdamW;
 
 use super::*;
 use crate::{
-    project::MlpConfig,
+    heads::MlpConfig,
     train::{adamw::TrainOptimizer, Architecture},
 };
 

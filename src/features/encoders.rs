@@ -1,0 +1,114 @@
+//! Which encoders a command or the server runs, in one place: the flags (`--image-model`,
+//! `--text-model`, `--pooling`, `--image-features`), their defaults (the kit's models), and the
+//! loader every command and `serve` share, with the feature sets the encoders produce.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use clap::Args;
+
+use super::{import::find_imported, FeatureSpec};
+use crate::encode::{ImageEncoder, Pooling, TextEncoder, TextOptions};
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct EncoderSpec {
+    /// Image encoder directory (default: MODELS_DIR/efficientnet-lite0).
+    #[arg(long, env = "XMODAL_IMAGE_MODEL")]
+    pub image_model: Option<PathBuf>,
+    /// Text encoder directory (default: MODELS_DIR/minilm-l6).
+    #[arg(long, env = "XMODAL_TEXT_MODEL")]
+    pub text_model: Option<PathBuf>,
+    /// Text pooling override (BERT: cls|mean; word vectors: mean|sum).
+    #[arg(long, env = "XMODAL_POOLING", value_enum)]
+    pub pooling: Option<Pooling>,
+    /// Use imported image features (`xmodal import`) instead of an image encoder: the feature
+    /// set's id, or the encoder name given at import.
+    #[arg(long, env = "XMODAL_IMAGE_FEATURES", conflicts_with = "image_model")]
+    pub image_features: Option<String>,
+}
+
+/// Loaded encoders and the feature sets they produce.
+pub struct Encoders {
+    /// `None` when the image features were imported (no encoder can compute more of them).
+    pub image: Option<ImageEncoder>,
+    pub text: TextEncoder,
+    pub image_spec: FeatureSpec,
+    pub text_spec: FeatureSpec,
+}
+
+impl EncoderSpec {
+    pub fn image_dir(&self, models_dir: &Path) -> PathBuf {
+        crate::kit::image_model_dir(models_dir, self.image_model.as_deref())
+    }
+
+    pub fn text_dir(&self, models_dir: &Path) -> PathBuf {
+        crate::kit::text_model_dir(models_dir, self.text_model.as_deref())
+    }
+
+    pub fn text_options(&self) -> TextOptions {
+        TextOptions {
+            pooling: self.pooling,
+            ..Default::default()
+        }
+    }
+
+    /// The image encoder alone (with its feature set), for work on images only.
+    pub fn load_image(
+        &self,
+        models_dir: &Path,
+        device: &Device,
+    ) -> anyhow::Result<(ImageEncoder, FeatureSpec)> {
+        let dir = self.image_dir(models_dir);
+        let image = ImageEncoder::load(&dir, device)?;
+        let spec = FeatureSpec::for_image(&dir, &image)?;
+        Ok((image, spec))
+    }
+
+    /// The text encoder alone (with its feature set).
+    pub fn load_text(
+        &self,
+        models_dir: &Path,
+        device: &Device,
+    ) -> anyhow::Result<(TextEncoder, FeatureSpec)> {
+        let dir = self.text_dir(models_dir);
+        let text = TextEncoder::load(&dir, &self.text_options(), device)?;
+        let spec = FeatureSpec::for_text(&dir, &text)?;
+        Ok((text, spec))
+    }
+
+    /// Both encoders; imported image features (`--image-features`) are found under
+    /// `features_dir`, and then no image encoder is loaded.
+    pub fn load(
+        &self,
+        models_dir: &Path,
+        features_dir: &Path,
+        device: &Device,
+    ) -> anyhow::Result<Encoders> {
+        let (image, image_spec) = match &self.image_features {
+            Some(name) => (None, find_imported(features_dir, name)?),
+            None => {
+                let (image, spec) = self.load_image(models_dir, device)?;
+                (Some(image), spec)
+            }
+        };
+        let (text, text_spec) = self.load_text(models_dir, device)?;
+        Ok(Encoders {
+            image,
+            text,
+            image_spec,
+            text_spec,
+        })
+    }
+}
+
+impl Encoders {
+    /// The image encoder, for work that computes image features.
+    pub fn image_encoder(&self) -> anyhow::Result<&ImageEncoder> {
+        self.image.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "image features {} were imported; this needs an image encoder (drop --image-features)",
+                self.image_spec.id()
+            )
+        })
+    }
+}

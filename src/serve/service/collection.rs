@@ -1,0 +1,235 @@
+//! The image collection: add an image with captions (durable before it returns), describe it,
+//! fetch its bytes or a thumbnail, delete it.
+
+use axum::body::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::{Service, ServiceError};
+use crate::{
+    data::{
+        catalog::{ImageRecord, NewImage, StoredVector},
+        CaptionKey, ImageId,
+    },
+    index::pgvector::PgRows,
+    vectors::Embedding,
+};
+
+/// A validated upload: image bytes, its captions, and the id asked for (else from the content).
+pub struct Upload {
+    pub bytes: Bytes,
+    pub captions: Vec<String>,
+    pub id: Option<ImageId>,
+}
+
+/// An image's catalog record and caption texts.
+pub struct ImageDetails {
+    pub record: ImageRecord,
+    pub captions: Vec<String>,
+}
+
+/// Bytes to send and their content type.
+pub struct ImageFile {
+    pub bytes: Vec<u8>,
+    pub content_type: &'static str,
+}
+
+/// One space's embeddings of an upload: the image's and each caption's (key, embedding).
+struct SpaceEmbeddings<'s> {
+    space: &'s super::Space,
+    image: Embedding,
+    captions: Vec<(String, Embedding)>,
+}
+
+impl Service {
+    /// Encode, store and index an image with its captions. When this returns, the file, the
+    /// catalog rows, the features and (on Postgres) the embeddings are durable; in-process
+    /// indexes follow at once (a crash before that is repaired from the catalog at start-up).
+    pub async fn add_image(&self, upload: Upload) -> Result<ImageId, ServiceError> {
+        let Upload {
+            bytes,
+            captions,
+            id,
+        } = upload;
+        let sha = format!("{:x}", Sha256::digest(&bytes));
+        let id = match id {
+            Some(id) => id,
+            None => ImageId::new(format!("img-{}", &sha[..16])).expect("hex id is valid"),
+        };
+        // decoding validates the bytes (and sniffs the real format) before anything is stored
+        let image = self.engine.encode_image(bytes.clone()).await?;
+        let ext = image::guess_format(&bytes)
+            .ok()
+            .and_then(|f| f.extensions_str().first().copied())
+            .unwrap_or("img");
+        let caption_features = self.engine.encode_texts(captions.clone()).await?;
+        let caption_keys: Vec<String> = (0..captions.len())
+            .map(|i| CaptionKey::new(id.clone(), i as u32).to_string())
+            .collect();
+        let embeddings = self
+            .spaces
+            .iter()
+            .map(|space| {
+                Ok(SpaceEmbeddings {
+                    space,
+                    image: space.project_image(&image.features)?,
+                    captions: caption_keys
+                        .iter()
+                        .zip(&caption_features)
+                        .map(|(key, f)| Ok((key.clone(), space.project_text(f)?)))
+                        .collect::<Result<_, ServiceError>>()?,
+                })
+            })
+            .collect::<Result<Vec<_>, ServiceError>>()?;
+
+        let _write = self.write_lock.lock().await;
+        if self.catalog.image(&id).await?.is_some() {
+            return Err(ServiceError::Conflict(id));
+        }
+        // 1. the bytes, content-addressed, durable before the catalog refers to them
+        let path = self.data.upload_file(&sha, ext);
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || {
+            if target.exists() {
+                return Ok(()); // same content already stored
+            }
+            crate::fsutil::write_atomic(&target, &bytes)
+        })
+        .await
+        .map_err(|e| ServiceError::Storage(std::io::Error::other(e)))?
+        .map_err(ServiceError::Storage)?;
+        // 2. catalog row, captions, features and pgvector embeddings in one transaction
+        let mut vectors = vec![StoredVector {
+            feature_set: self.image_spec.id().0,
+            item: id.to_string(),
+            image_id: id.clone(),
+            vector: image.features,
+        }];
+        let text_set = self.text_spec.id().0;
+        for (key, f) in caption_keys.iter().zip(caption_features) {
+            vectors.push(StoredVector {
+                feature_set: text_set.clone(),
+                item: key.clone(),
+                image_id: id.clone(),
+                vector: f,
+            });
+        }
+        let new = NewImage {
+            id: id.clone(),
+            location: Some(path.display().to_string()),
+            width: Some(image.width),
+            height: Some(image.height),
+            sha256: Some(sha),
+            split: None,
+            captions,
+        };
+        let mut pg = PgRows {
+            image: &id,
+            rows: Vec::new(),
+        };
+        for e in &embeddings {
+            if let Some(index) = e.space.images.postgres() {
+                pg.rows.push((index, id.to_string(), &e.image));
+            }
+            if let Some(index) = e.space.captions.postgres() {
+                pg.rows
+                    .extend(e.captions.iter().map(|(key, v)| (index, key.clone(), v)));
+            }
+        }
+        if !self
+            .catalog
+            .insert_with_vectors(self.uploads_dataset, &new, &vectors, &pg)
+            .await?
+        {
+            return Err(ServiceError::Conflict(id));
+        }
+        // 3. the in-process indexes (derived data)
+        for e in &embeddings {
+            if let Some(index) = e.space.images.memory() {
+                index.upsert(id.as_str(), &e.image)?;
+            }
+            if let Some(index) = e.space.captions.memory() {
+                for (key, v) in &e.captions {
+                    index.upsert(key, v)?;
+                }
+            }
+        }
+        self.update_index_gauges().await;
+        Ok(id)
+    }
+
+    /// Delete an image: gone from every index at once, durably; its uploaded file goes when no
+    /// other image refers to it.
+    pub async fn delete_image(&self, id: &ImageId) -> Result<(), ServiceError> {
+        let _write = self.write_lock.lock().await;
+        let captions = self.catalog.captions_of(id).await?;
+        let record = self.catalog.image(id).await?;
+        if !self.catalog.delete_image(id).await? {
+            return Err(not_found(id));
+        }
+        // pgvector rows went with the catalog rows (ON DELETE CASCADE); in-process indexes follow
+        for space in &self.spaces {
+            if let Some(index) = space.images.memory() {
+                index.remove(id.as_str());
+            }
+            if let Some(index) = space.captions.memory() {
+                for c in &captions {
+                    index.remove(&CaptionKey::new(id.clone(), c.ordinal).to_string());
+                }
+            }
+        }
+        let uploads = self.data.uploads().display().to_string();
+        if let Some(location) = record
+            .and_then(|r| r.location)
+            .filter(|l| l.starts_with(&uploads))
+        {
+            if self.catalog.images_at(&location).await? == 0 {
+                let _ = tokio::fs::remove_file(&location).await;
+            }
+        }
+        self.update_index_gauges().await;
+        Ok(())
+    }
+
+    pub async fn image(&self, id: &ImageId) -> Result<ImageDetails, ServiceError> {
+        let record = self.catalog.image(id).await?.ok_or_else(|| not_found(id))?;
+        let captions = self
+            .catalog
+            .captions_of(id)
+            .await?
+            .into_iter()
+            .map(|c| c.text)
+            .collect();
+        Ok(ImageDetails { record, captions })
+    }
+
+    /// The stored bytes, or a JPEG thumbnail fitting `size`×`size`.
+    pub async fn image_file(
+        &self,
+        id: &ImageId,
+        size: Option<u32>,
+    ) -> Result<ImageFile, ServiceError> {
+        let record = self.catalog.image(id).await?.ok_or_else(|| not_found(id))?;
+        let location = record.location.ok_or_else(|| {
+            ServiceError::NotFound(format!("image {:?} has no stored file", id.as_str()))
+        })?;
+        let bytes = tokio::fs::read(&location)
+            .await
+            .map_err(|_| ServiceError::NotFound("the image file is gone".into()))?;
+        Ok(match size {
+            None => ImageFile {
+                content_type: image::guess_format(&bytes)
+                    .map(|f| f.to_mime_type())
+                    .unwrap_or("application/octet-stream"),
+                bytes,
+            },
+            Some(size) => ImageFile {
+                bytes: self.engine.thumbnail_jpeg(bytes, size).await?,
+                content_type: "image/jpeg",
+            },
+        })
+    }
+}
+
+fn not_found(id: &ImageId) -> ServiceError {
+    ServiceError::NotFound(format!("no image with id {:?}", id.as_str()))
+}

@@ -1,0 +1,141 @@
+//! The domain flow of a running server, between HTTP and the models. A caption's walk:
+//! route (`routes/search.rs`) → [`Service::search_text`] (`service/search.rs`) → engine
+//! (`engine.rs`: queue, batch, text encoder) → [`Space`] (the head projects features into its
+//! space) → index (`index/`: HNSW or pgvector) → catalog (captions of the hits) → back to the route
+//! as [`Ranked`] matches. Handlers call one method each and map its result; nothing here knows
+//! HTTP, and nothing below knows JSON.
+
+mod collection;
+mod load;
+mod search;
+
+use candle_core::{Device, Tensor};
+
+pub use collection::{ImageDetails, ImageFile, Upload};
+pub use load::ServiceConfig;
+pub use search::{CaptionMatch, ImageMatch, Ranked};
+
+use super::engine::{Engine, EngineError};
+use crate::{
+    data::{Catalog, CatalogError, DataDir, ImageId},
+    features::FeatureSpec,
+    heads::Projector,
+    index::{IndexError, SearchIndex},
+    vectors::{Embedding, Features},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("an image with id {:?} already exists", .0.as_str())]
+    Conflict(ImageId),
+    #[error("unknown model {name:?}; this server has {available:?}")]
+    UnknownModel {
+        name: String,
+        available: Vec<String>,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("projecting into the head's space: {0}")]
+    Projection(#[from] candle_core::Error),
+    #[error("storing the image: {0}")]
+    Storage(std::io::Error),
+    #[error("the catalog holds an invalid key: {0}")]
+    Corrupt(String),
+}
+
+/// One searchable space: a projector and the indexes of its embeddings.
+pub struct Space {
+    /// What clients pass as `model` to choose it: `zero-shot` or the heads' name.
+    pub name: String,
+    /// What `model` says in responses.
+    pub model: String,
+    pub projector: Projector,
+    pub images: SearchIndex,
+    pub captions: SearchIndex,
+    /// Identity of the vector space (projector + feature sets): indexes are valid only for it.
+    pub id: String,
+    index_dir: std::path::PathBuf,
+    /// Where the projector's weights live; features are projected there.
+    device: Device,
+}
+
+impl Space {
+    pub fn project_text(&self, features: &Features) -> Result<Embedding, ServiceError> {
+        self.project(features, Projector::texts)
+    }
+
+    pub fn project_image(&self, features: &Features) -> Result<Embedding, ServiceError> {
+        self.project(features, Projector::images)
+    }
+
+    /// One row onto the projector's device, projected, and one copy back.
+    fn project(
+        &self,
+        features: &Features,
+        side: fn(&Projector, &Tensor) -> candle_core::Result<Tensor>,
+    ) -> Result<Embedding, ServiceError> {
+        let row = Tensor::from_slice(features.as_slice(), (1, features.dims()), &self.device)?;
+        let projected = side(&self.projector, &row)?.flatten_all()?.to_vec1()?;
+        Ok(Embedding::new(projected))
+    }
+}
+
+pub struct Service {
+    pub catalog: Catalog,
+    pub engine: Engine,
+    pub image_spec: FeatureSpec,
+    pub text_spec: FeatureSpec,
+    /// At least one; the first is the default.
+    pub spaces: Vec<Space>,
+    data: DataDir,
+    uploads_dataset: i64,
+    /// Writes are serialised: one upload or delete at a time keeps catalog and index in step.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+pub const UPLOADS_DATASET: &str = "uploads";
+
+impl Service {
+    /// The space a request names, or the default (first) one.
+    pub fn space(&self, name: Option<&str>) -> Result<&Space, ServiceError> {
+        match name {
+            None => Ok(&self.spaces[0]),
+            Some(n) => {
+                self.spaces
+                    .iter()
+                    .find(|s| s.name == n)
+                    .ok_or_else(|| ServiceError::UnknownModel {
+                        name: n.to_string(),
+                        available: self.spaces.iter().map(|s| s.name.clone()).collect(),
+                    })
+            }
+        }
+    }
+
+    /// Persist every space's in-process indexes (at shutdown; they are rebuilt or reconciled
+    /// otherwise).
+    pub fn save_indexes(&self) -> Result<(), IndexError> {
+        for s in &self.spaces {
+            if let (Some(images), Some(captions)) = (s.images.memory(), s.captions.memory()) {
+                images.save(&s.index_dir.join("images"), &s.id)?;
+                captions.save(&s.index_dir.join("captions"), &s.id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The default space's index sizes, for /metrics.
+    async fn update_index_gauges(&self) {
+        let default = &self.spaces[0];
+        metrics::gauge!("xmodal_index_size", "side" => "images")
+            .set(default.images.count().await as f64);
+        metrics::gauge!("xmodal_index_size", "side" => "captions")
+            .set(default.captions.count().await as f64);
+    }
+}

@@ -1,0 +1,180 @@
+//! Searches: caption → images, image → captions, "more like this", and an indexed image's
+//! captions. Each returns ranked matches with what the page shows (captions, caption texts).
+
+use axum::body::Bytes;
+
+use super::{Service, ServiceError, Space};
+use crate::{
+    data::{CaptionKey, ImageId},
+    index::{Hit, Query},
+    vectors::Embedding,
+};
+
+/// An image found, with its captions.
+pub struct ImageMatch {
+    pub image: ImageId,
+    pub score: f32,
+    pub captions: Vec<String>,
+}
+
+/// A caption found, with its text.
+pub struct CaptionMatch {
+    pub caption: CaptionKey,
+    pub text: String,
+    pub score: f32,
+}
+
+/// A page of matches, best first, and the model that scored them.
+pub struct Ranked<T> {
+    pub hits: Vec<T>,
+    pub model: String,
+}
+
+impl Service {
+    /// Caption → ranked images.
+    pub async fn search_text(
+        &self,
+        model: Option<&str>,
+        text: String,
+        page: Query,
+    ) -> Result<Ranked<ImageMatch>, ServiceError> {
+        let space = self.space(model)?;
+        let features = self.engine.encode_text(text).await?;
+        let q = space.project_text(&features)?;
+        let hits = space.images.search(&q, page).await?;
+        self.ranked_images(space, hits).await
+    }
+
+    /// Image (encoded bytes) → ranked captions.
+    pub async fn search_image(
+        &self,
+        model: Option<&str>,
+        bytes: Bytes,
+        page: Query,
+    ) -> Result<Ranked<CaptionMatch>, ServiceError> {
+        let space = self.space(model)?;
+        let image = self.engine.encode_image(bytes).await?;
+        let q = space.project_image(&image.features)?;
+        let hits = space.captions.search(&q, page).await?;
+        self.ranked_captions(space, hits).await
+    }
+
+    /// An indexed image's captions by its stored features (no upload; works where image features
+    /// were imported without an encoder).
+    pub async fn captions_of(
+        &self,
+        model: Option<&str>,
+        id: &ImageId,
+        page: Query,
+    ) -> Result<Ranked<CaptionMatch>, ServiceError> {
+        let space = self.space(model)?;
+        let q = self.stored_image(space, id).await?;
+        let hits = space.captions.search(&q, page).await?;
+        self.ranked_captions(space, hits).await
+    }
+
+    /// Images nearest to an indexed image, without the image itself.
+    pub async fn similar(
+        &self,
+        model: Option<&str>,
+        id: &ImageId,
+        page: Query,
+    ) -> Result<Ranked<ImageMatch>, ServiceError> {
+        let space = self.space(model)?;
+        let q = self.stored_image(space, id).await?;
+        // The image is (usually) its own nearest neighbour and is left out, so the page is cut
+        // from the list without it: ranks 0..offset+k+1 with the image, then skip and take.
+        // (Asking the index for `offset` onwards would shift every page after the image's rank.)
+        let with_self = Query {
+            k: page.offset + page.k + 1,
+            offset: 0,
+            min_score: page.min_score,
+        };
+        let hits: Vec<Hit> = space
+            .images
+            .search(&q, with_self)
+            .await?
+            .into_iter()
+            .filter(|h| h.key != id.as_str())
+            .skip(page.offset)
+            .take(page.k)
+            .collect();
+        self.ranked_images(space, hits).await
+    }
+
+    /// An indexed image as a query: its stored features projected into `space`.
+    async fn stored_image(&self, space: &Space, id: &ImageId) -> Result<Embedding, ServiceError> {
+        let features = self
+            .catalog
+            .vector(&self.image_spec.id().0, id.as_str())
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no image with id {:?}", id.as_str())))?;
+        space.project_image(&features)
+    }
+
+    /// Image hits with their captions (one catalog query for the whole page).
+    async fn ranked_images(
+        &self,
+        space: &Space,
+        hits: Vec<Hit>,
+    ) -> Result<Ranked<ImageMatch>, ServiceError> {
+        let keys: Vec<&str> = hits.iter().map(|h| h.key.as_str()).collect();
+        let mut captions = self.catalog.captions_of_many(&keys).await?;
+        let matches = hits
+            .into_iter()
+            .map(|hit| {
+                let texts = captions
+                    .remove(&hit.key)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, text)| text)
+                    .collect();
+                Ok(ImageMatch {
+                    image: ImageId::new(hit.key)
+                        .map_err(|e| ServiceError::Corrupt(e.to_string()))?,
+                    score: hit.score,
+                    captions: texts,
+                })
+            })
+            .collect::<Result<_, ServiceError>>()?;
+        Ok(Ranked {
+            hits: matches,
+            model: space.model.clone(),
+        })
+    }
+
+    /// Caption hits with their texts (one catalog query for the whole page).
+    async fn ranked_captions(
+        &self,
+        space: &Space,
+        hits: Vec<Hit>,
+    ) -> Result<Ranked<CaptionMatch>, ServiceError> {
+        let keys = hits
+            .iter()
+            .map(|h| {
+                h.key
+                    .parse::<CaptionKey>()
+                    .map_err(|e| ServiceError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let images: Vec<&str> = keys.iter().map(|k| k.image.as_str()).collect();
+        let texts = self.catalog.captions_of_many(&images).await?;
+        let matches = hits
+            .into_iter()
+            .zip(keys)
+            .map(|(hit, key)| CaptionMatch {
+                text: texts
+                    .get(key.image.as_str())
+                    .and_then(|caps| caps.iter().find(|(o, _)| *o == key.ordinal))
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_default(),
+                caption: key,
+                score: hit.score,
+            })
+            .collect();
+        Ok(Ranked {
+            hits: matches,
+            model: space.model.clone(),
+        })
+    }
+}

@@ -1,0 +1,210 @@
+//! Encoders against PyTorch: reference outputs made by scripts/fixtures/make_parity_fixtures.py from the
+//! same weights (transformers, torchvision, efficientnet_lite_pytorch) and committed.
+
+use crate::common::*;
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::{var_builder::SimpleBackend, Init, VarBuilder};
+use xmodal::{
+    encode::{
+        image::{preprocess, Backbone},
+        ImageEncoder, Pooling, TextEncoder, TextOptions,
+    },
+    kit::Architecture,
+};
+
+fn text_parity(pooling: Pooling, key: &str) {
+    let fx = read_json("parity/minilm.json");
+    let texts: Vec<&str> = fx["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let opts = TextOptions {
+        pooling: Some(pooling),
+        normalize: Some(false),
+        max_length: Some(256),
+    };
+    let enc = TextEncoder::load(&kit_model("minilm-l6"), &opts, &Device::Cpu).unwrap();
+    let ours: Vec<Vec<f32>> = enc.encode(&texts).unwrap().to_vec2().unwrap();
+    let reference = matrix(&fx[key]);
+    let diff = max_abs_diff(&ours, &reference);
+    eprintln!("MiniLM {key}: max |candle - torch| = {diff:e}");
+    assert!(
+        diff <= 1e-4,
+        "MiniLM {key} pooling: max |candle - torch| = {diff}"
+    );
+    // batching must not change a text's vector: each alone equals its row in the padded batch
+    for (i, t) in texts.iter().enumerate().step_by(3) {
+        let alone: Vec<Vec<f32>> = enc.encode(&[t]).unwrap().to_vec2().unwrap();
+        let d = max_abs_diff(&alone, &reference[i..i + 1]);
+        assert!(
+            d <= 1e-4,
+            "text {i} alone differs from the reference by {d}"
+        );
+    }
+}
+
+#[test]
+fn minilm_mean_pooling_matches_transformers() {
+    text_parity(Pooling::Mean, "mean");
+}
+
+#[test]
+fn minilm_cls_pooling_matches_transformers() {
+    text_parity(Pooling::Cls, "cls");
+}
+
+fn crop_tensor(file: &str, enc: &ImageEncoder) -> Tensor {
+    let img = image::open(fixture(&format!("parity/{file}")))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(img.dimensions(), (224, 224));
+    preprocess::to_tensor(&img, enc.preprocess(), &Device::Cpu).unwrap()
+}
+
+fn kit_cnn_parity(model: &str) {
+    let fx = read_json("parity/kit_cnn.json");
+    let enc = ImageEncoder::load(&kit_model(model), &Device::Cpu).unwrap();
+    let crops: Vec<Tensor> = fx["crops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| crop_tensor(f.as_str().unwrap(), &enc))
+        .collect();
+    let features = enc.encode_prepared(&crops).unwrap();
+    let ours: Vec<Vec<f32>> = features.to_vec2().unwrap();
+    let diff = max_abs_diff(&ours, &matrix(&fx[model]));
+    eprintln!("{model}: max |candle - torch| = {diff:e}");
+    assert!(diff <= 1e-3, "{model}: max |candle - torch| = {diff}");
+    let top1: Vec<u32> = enc
+        .logits(&features)
+        .unwrap()
+        .unwrap()
+        .argmax(1)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let expected: Vec<u32> = fx[format!("{model}_top1")]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(top1, expected, "{model}: ImageNet top-1 classes");
+}
+
+#[test]
+fn efficientnet_lite0_matches_pytorch_on_real_photos() {
+    kit_cnn_parity("efficientnet-lite0");
+}
+
+#[test]
+fn mobilenet_v2_matches_torchvision_on_real_photos() {
+    kit_cnn_parity("mobilenet-v2");
+}
+
+/// Our decode → resize → crop against torchvision's (PIL) on a real JPEG. Decoders and resize
+/// kernels round differently, so this is a tolerance on pixel levels, not exact equality.
+#[test]
+fn preprocessing_matches_torchvision_crop() {
+    let bytes = std::fs::read(fixture("parity/china.jpg")).unwrap();
+    let ours = preprocess::resize_and_crop(
+        &preprocess::decode_rgb(&bytes).unwrap(),
+        &Default::default(),
+    );
+    let theirs = image::open(fixture("parity/crop_china.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(ours.dimensions(), theirs.dimensions());
+    let diffs: Vec<f32> = ours
+        .as_raw()
+        .iter()
+        .zip(theirs.as_raw())
+        .map(|(a, b)| (*a as f32 - *b as f32).abs())
+        .collect();
+    let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+    let max = diffs.iter().cloned().fold(0.0, f32::max);
+    eprintln!("preprocess vs PIL: mean |diff| {mean:.3} levels, max {max}");
+    assert!(mean < 0.5, "mean pixel difference {mean} levels");
+    assert!(max <= 3.0, "max pixel difference {max} levels");
+}
+
+/// Weights from a formula of the tensor's name, shared with `synthetic_weight` in
+/// scripts/fixtures/make_parity_fixtures.py, so full-size VGG16/ResNet-50 checkpoints need not be committed.
+struct FormulaWeights;
+
+fn synthetic_weight(name: &str, dims: &[usize]) -> Vec<f32> {
+    let seed = (name.bytes().map(|b| b as u64).sum::<u64>() % 1000) as f64;
+    let n: usize = dims.iter().product();
+    let fan_in = if dims.len() > 1 { n / dims[0] } else { 1 };
+    (0..n)
+        .map(|i| {
+            let base = (0.37 * i as f64 + seed).sin();
+            let v = if name.ends_with("running_var") {
+                1.0 + 0.5 * base
+            } else if name.ends_with("running_mean") || name.ends_with("bias") {
+                0.1 * base
+            } else if dims.len() == 1 {
+                1.0 + 0.1 * base
+            } else {
+                base * (4.0 / fan_in as f64).sqrt()
+            };
+            v as f32
+        })
+        .collect()
+}
+
+impl SimpleBackend for FormulaWeights {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        Tensor::from_vec(synthetic_weight(name, s.dims()), s, dev)?.to_dtype(dtype)
+    }
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("{name}: shape unknown")
+    }
+    fn contains_tensor(&self, name: &str) -> bool {
+        // torchvision layout: the timm-only names are absent
+        !name.starts_with("pre_logits")
+    }
+}
+
+fn synthetic_parity(arch: Architecture, key: &str) {
+    let fx = read_json("parity/synthetic_cnn.json");
+    let vb = VarBuilder::from_backend(Box::new(FormulaWeights), DType::F32, Device::Cpu);
+    let model = Backbone::load(arch, vb).unwrap();
+    let n = 2 * 3 * 224 * 224;
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((0.001 * i as f64).sin() + 0.5 * (0.0173 * i as f64).cos()) as f32)
+        .collect();
+    let x = Tensor::from_vec(x, (2, 3, 224, 224), &Device::Cpu).unwrap();
+    let ours: Vec<Vec<f32>> = model.features(&x).unwrap().to_vec2().unwrap();
+    let reference = matrix(&fx[key]);
+    let diff = max_abs_diff(&ours, &reference);
+    let scale = max_abs(&reference);
+    eprintln!("{key}: max |candle - torch| = {diff:e}, output scale {scale:e}");
+    assert!(
+        scale > 0.0,
+        "reference is all zeros: the fixture proves nothing"
+    );
+    assert!(
+        diff <= 1e-4 * scale,
+        "{key}: max |candle - torch| = {diff} (output scale {scale})"
+    );
+}
+
+#[test]
+fn vgg16_fc7_matches_torchvision_on_formula_weights() {
+    synthetic_parity(Architecture::Vgg16, "vgg16");
+}
+
+#[test]
+fn resnet50_matches_torchvision_on_formula_weights() {
+    synthetic_parity(Architecture::Resnet50, "resnet50");
+}

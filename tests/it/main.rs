@@ -1,0 +1,25 @@
+//! Every integration test in one binary: one link on 2 cores instead of one per file (the
+//! files were separate test targets until the 20th). Modules are the former files; `common`
+//! holds the helpers they share (a real server on a free port, the model kit, fixtures).
+
+mod common;
+
+mod browser;
+mod cli_models;
+mod config;
+mod demo;
+mod encoders_loading;
+mod encoders_parity;
+mod eval_metrics;
+mod extract;
+mod image_limits;
+mod import;
+mod index;
+mod ingest;
+mod postgres_catalog;
+mod postgres_replicas;
+mod report;
+mod serve_api;
+mod serve_crash;
+mod train_heads;
+mod zero_shot;
