@@ -54,11 +54,45 @@ impl DeviceSpec {
             Self::Cpu => Ok(candle_core::Device::Cpu),
             Self::Cuda(n) if !cfg!(feature = "cuda") => Err(DeviceError::NoCudaSupport(n)),
             Self::Cuda(n) => candle_core::Device::new_cuda(n).map_err(|e| DeviceError::Open(n, e)),
-            Self::Auto => {
-                Ok(candle_core::Device::cuda_if_available(0).unwrap_or(candle_core::Device::Cpu))
-            }
+            Self::Auto if !cfg!(feature = "cuda") => Ok(candle_core::Device::Cpu),
+            Self::Auto => match candle_core::Device::new_cuda(0) {
+                Ok(device) => Ok(device),
+                Err(e) => {
+                    // say why, instead of quietly running on the CPU
+                    tracing::warn!(error = %e, "--device auto: no usable GPU (cuda:0); using the CPU");
+                    Ok(candle_core::Device::Cpu)
+                }
+            },
         }
     }
+}
+
+/// What `/ready` and `/metrics` call a device: `cpu` or `cuda:N`.
+pub fn name(device: &candle_core::Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// Whether our CPU-specialised code may run for data on `device`: BERT's attention and GELU
+/// kernels, im2col and depthwise convolutions, ConSE's host top-k, the fused training step and
+/// AdamW. Elsewhere the generic path runs: candle ops only, data staying on the device from input
+/// to output, which is what a GPU runs.
+///
+/// `XMODAL_GENERIC_DEVICE_PATH=1` sends the CPU down that generic path too (read once per
+/// process), so tests exercise a GPU's code path on machines without one and compare it with the
+/// specialised one.
+pub fn cpu_kernels(device: &candle_core::Device) -> bool {
+    device.is_cpu() && !generic_path_forced()
+}
+
+fn generic_path_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| {
+        std::env::var("XMODAL_GENERIC_DEVICE_PATH").is_ok_and(|v| !v.is_empty() && v != "0")
+    })
 }
 
 #[cfg(test)]

@@ -46,6 +46,29 @@ impl ConSE {
     /// Pooled image features `[n, image_dims]` → `[n, text_dims]`, L2-normalised.
     pub fn images(&self, features: &Tensor) -> candle_core::Result<Tensor> {
         let probs = candle_nn::ops::softmax(&self.classifier.forward(features)?, D::Minus1)?;
+        let weights = if crate::device::cpu_kernels(probs.device()) {
+            self.top_weights_host(&probs)?
+        } else {
+            self.top_weights_on_device(&probs)?
+        };
+        l2_normalize(&weights.matmul(&self.class_embeddings)?)
+    }
+
+    /// The top-T probabilities of each row, renormalised to sum to 1, computed where the
+    /// probabilities are (a GPU never copies them to the host): a class is kept when its
+    /// probability is at least the row's T-th largest.
+    fn top_weights_on_device(&self, probs: &Tensor) -> candle_core::Result<Tensor> {
+        let classes = probs.dim(1)?;
+        let (sorted, _) = probs.sort_last_dim(false)?;
+        let threshold = sorted.narrow(1, self.top.min(classes) - 1, 1)?;
+        let kept = probs.broadcast_ge(&threshold)?.to_dtype(probs.dtype())?;
+        let top = (probs * kept)?;
+        let total = top.sum_keepdim(1)?.clamp(f32::MIN_POSITIVE, f32::MAX)?;
+        top.broadcast_div(&total)
+    }
+
+    /// The same on the CPU, in a plain loop (ties broken by class index).
+    fn top_weights_host(&self, probs: &Tensor) -> candle_core::Result<Tensor> {
         let rows: Vec<Vec<f32>> = probs.to_vec2()?;
         let classes = rows.first().map_or(0, Vec::len);
         // sparse weights: the top-T probabilities of each row, renormalised to sum to 1
@@ -59,8 +82,7 @@ impl ConSE {
                 weights[r * classes + c] = row[c] / total.max(f32::MIN_POSITIVE);
             }
         }
-        let weights = Tensor::from_vec(weights, (rows.len(), classes), features.device())?;
-        l2_normalize(&weights.matmul(&self.class_embeddings)?)
+        Tensor::from_vec(weights, (rows.len(), classes), probs.device())
     }
 
     /// Caption features → the same space (just normalised).

@@ -18,7 +18,7 @@ pub enum TrainOptimizer {
 
 impl TrainOptimizer {
     pub fn new(vars: Vec<Var>, params: ParamsAdamW) -> candle_core::Result<Self> {
-        if vars.iter().all(|v| v.device().is_cpu()) {
+        if vars.iter().all(|v| crate::device::cpu_kernels(v.device())) {
             Ok(Self::Fused(FusedAdamW::new(vars, params)?))
         } else {
             Ok(Self::Candle {
@@ -167,19 +167,21 @@ fn clip_gradients(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> candle_
     if max_norm <= 0.0 {
         return Ok(());
     }
-    let mut total = 0f64;
-    for v in vars {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
+    // everything stays on the device: one sum per parameter, one norm, one scale factor
+    // (min(1, max_norm / norm)); no host round trip per parameter
+    let sums = vars
+        .iter()
+        .filter_map(|v| grads.get(v.as_tensor()))
+        .map(|g| g.sqr()?.sum_all())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    if sums.is_empty() {
+        return Ok(());
     }
-    let norm = total.sqrt();
-    if norm > max_norm {
-        let factor = max_norm / (norm + 1e-6);
-        for v in vars {
-            if let Some(g) = grads.remove(v.as_tensor()) {
-                grads.insert(v.as_tensor(), (g * factor)?);
-            }
+    let norm = Tensor::stack(&sums, 0)?.sum_all()?.sqrt()?;
+    let factor = ((norm + 1e-6)?.recip()? * max_norm)?.clamp(0f32, 1f32)?;
+    for v in vars {
+        if let Some(g) = grads.remove(v.as_tensor()) {
+            grads.insert(v.as_tensor(), g.broadcast_mul(&factor)?);
         }
     }
     Ok(())

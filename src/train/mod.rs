@@ -179,7 +179,7 @@ pub fn train(
         weight_decay: cfg.weight_decay,
         ..Default::default()
     };
-    let mut stepper = if device.is_cpu() && !cfg.autograd {
+    let mut stepper = if crate::device::cpu_kernels(device) && !cfg.autograd {
         Stepper::Fused(Box::new(fused::FusedTrainer::new(
             &image, &text, &log_scale, cfg, params,
         )?))

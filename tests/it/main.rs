@@ -12,6 +12,7 @@ mod encoders_loading;
 mod encoders_parity;
 mod eval_metrics;
 mod extract;
+mod generic_path;
 mod image_limits;
 mod import;
 mod index;

@@ -141,7 +141,7 @@ impl Conv {
         let depthwise = if spec.groups > 1
             && spec.groups == spec.c_in
             && spec.c_in == spec.c_out
-            && weight.device().is_cpu()
+            && crate::device::cpu_kernels(weight.device())
         {
             let b = match &bias {
                 Some(b) => b.to_vec1()?,
@@ -187,7 +187,9 @@ impl Module for Conv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let pads = self.pads(h, w);
-        if let (Some(HostKernel { weight, bias }), true) = (&self.depthwise, x.device().is_cpu()) {
+        if let (Some(HostKernel { weight, bias }), true) =
+            (&self.depthwise, crate::device::cpu_kernels(x.device()))
+        {
             let op = DepthwiseConv {
                 weight: weight.clone(),
                 bias: bias.clone(),
@@ -200,7 +202,7 @@ impl Module for Conv {
         }
         let (n, c, _, _) = x.dims4()?;
         let c_out = self.weight.dim(0)?;
-        let y = if self.groups == 1 && x.device().is_cpu() {
+        let y = if self.groups == 1 && crate::device::cpu_kernels(x.device()) {
             // One matrix product per image, [C_out, C·k·k] @ [C·k·k, OH·OW], already NCHW.
             // A 1×1, stride-1 convolution needs no column matrix: the input plane is one.
             let w2 = self.weight.reshape((c_out, ()))?.broadcast_left(n)?;

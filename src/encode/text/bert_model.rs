@@ -6,7 +6,7 @@
 //! kernel over all (sequence, head) pairs, and GELU uses a vectorised erf. Same math as
 //! transformers' `BertModel`; the parity tests hold it to 1e-4.
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
@@ -163,7 +163,7 @@ impl BertModel {
     }
 
     fn attention(&self, qkv: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        if qkv.device().is_cpu() {
+        if crate::device::cpu_kernels(qkv.device()) {
             return qkv.apply_op2_no_bwd(mask, &Attention { heads: self.heads });
         }
         // Other devices: the same math with candle's generic ops.
@@ -188,7 +188,7 @@ impl BertModel {
 }
 
 fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
-    if matches!(x.device(), Device::Cpu) {
+    if crate::device::cpu_kernels(x.device()) {
         x.contiguous()?.apply_op1_no_bwd(&Gelu)
     } else {
         x.gelu_erf()
