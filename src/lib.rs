@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod heads;
 pub mod index;
 pub mod kit;
+pub mod library;
 pub mod report;
 pub mod rng;
 pub mod serve;

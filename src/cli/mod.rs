@@ -90,7 +90,7 @@ pub enum Command {
     /// Print encoder outputs (before any projection head) as JSON lines.
     #[command(subcommand)]
     Embed(embed::EmbedCommand),
-    /// Load a dataset (flickr30k, coco, jsonl) into the catalog.
+    /// Load a dataset (flickr30k, coco, jsonl) or a folder of photos into the catalog.
     Ingest(ingest::IngestArgs),
     /// Generate the compositional scene benchmark (deterministic by --seed).
     Synth(synth::SynthArgs),
@@ -119,7 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(cmd) => embed::run(cmd, cli.device),
         Command::Ingest(args) => block_on(async {
             let catalog = open_catalog(data, cli.database.as_deref()).await?;
-            ingest::run(args, &catalog).await
+            ingest::run(args, &catalog, data, &cli.models_dir, cli.device).await
         }),
         Command::Synth(args) => synth::run(args),
         Command::Import(cmd) => block_on(async {

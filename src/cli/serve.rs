@@ -1,6 +1,10 @@
 //! `xmodal serve`
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::Args;
 
@@ -54,6 +58,17 @@ pub struct ServeArgs {
     /// Zero-shot head: top ImageNet classes per image.
     #[arg(long, env = "XMODAL_ZERO_SHOT_TOP", default_value_t = 10)]
     pub zero_shot_top: usize,
+    /// A folder of photos to index (recursively: JPEG, PNG, WebP) and serve, rescanned at
+    /// start-up; files stay where they are.
+    #[arg(long, env = "XMODAL_LIBRARY")]
+    pub library: Option<PathBuf>,
+    /// The catalog dataset of `--library`.
+    #[arg(long, env = "XMODAL_LIBRARY_DATASET", default_value = crate::library::DEFAULT_DATASET)]
+    pub library_dataset: String,
+    /// Keep `--library` in sync while serving: files added, changed or deleted are indexed or
+    /// dropped within a moment.
+    #[arg(long, env = "XMODAL_WATCH", requires = "library")]
+    pub watch: bool,
     /// HNSW links per node.
     #[arg(long, env = "XMODAL_INDEX_M", default_value_t = IndexParams::default().m)]
     pub index_m: usize,
@@ -113,6 +128,14 @@ impl ServeArgs {
                 ..Default::default()
             },
             device: device.open()?,
+            library: self
+                .library
+                .as_ref()
+                .map(|root| crate::serve::service::LibraryConfig {
+                    root: root.clone(),
+                    dataset: self.library_dataset.clone(),
+                    watch: self.watch,
+                }),
         };
         Ok((server, service))
     }

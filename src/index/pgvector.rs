@@ -340,19 +340,21 @@ impl PgVectorIndex {
     }
 }
 
-/// An image's embeddings for pgvector tables, written inside the catalog's insert transaction
-/// (`Catalog::insert_with_vectors`), so a 201 means catalog rows and embeddings are both durable.
+/// Embeddings for pgvector tables, written inside the catalog's transaction that inserts their
+/// images (`Catalog::insert_with_vectors`, `apply_library_changes`), so a 201 means catalog rows
+/// and embeddings are both durable.
+#[derive(Default)]
 pub struct PgRows<'a> {
-    pub image: &'a ImageId,
-    pub rows: Vec<(&'a PgVectorIndex, String, &'a Embedding)>,
+    /// (table, item key, the item's image, embedding)
+    pub rows: Vec<(&'a PgVectorIndex, String, &'a ImageId, &'a Embedding)>,
 }
 
 impl LinkedWrites for PgRows<'_> {
     async fn write(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-        for (index, item, embedding) in &self.rows {
+        for (index, item, image, embedding) in &self.rows {
             sqlx::query(AssertSqlSafe(insert_statement(&index.table)))
                 .bind(item)
-                .bind(self.image.as_str())
+                .bind(image.as_str())
                 .bind(vector_literal(embedding.as_slice()))
                 .execute(&mut *conn)
                 .await?;

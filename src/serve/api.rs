@@ -120,6 +120,22 @@ impl PageParams {
     }
 }
 
+/// One of an image's top labels from the image model's classifier, with its probability.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Tag {
+    pub label: String,
+    pub score: f32,
+}
+
+fn tags(tags: Vec<super::service::Tag>) -> Vec<Tag> {
+    tags.into_iter()
+        .map(|t| Tag {
+            label: t.label,
+            score: t.score,
+        })
+        .collect()
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ImageHit {
     pub rank: usize,
@@ -128,6 +144,9 @@ pub struct ImageHit {
     /// Where to fetch the image.
     pub url: String,
     pub captions: Vec<String>,
+    /// For images without captions: their top labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -136,6 +155,9 @@ pub struct ImageResults {
     pub took_ms: f64,
     /// The projector and encoders that produced the scores.
     pub model: String,
+    /// An image query's own top labels (`POST /v1/search/similar`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_tags: Vec<Tag>,
 }
 
 impl ImageResults {
@@ -152,10 +174,12 @@ impl ImageResults {
                     image_id: m.image.to_string(),
                     score: m.score,
                     captions: m.captions,
+                    tags: tags(m.tags),
                 })
                 .collect(),
             took_ms: started.elapsed().as_secs_f64() * 1e3,
             model: ranked.model,
+            query_tags: tags(ranked.query_tags),
         }
     }
 }
@@ -174,6 +198,9 @@ pub struct CaptionResults {
     pub results: Vec<CaptionHit>,
     pub took_ms: f64,
     pub model: String,
+    /// The query image's own top labels: words for it even when no caption matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_tags: Vec<Tag>,
 }
 
 impl CaptionResults {
@@ -194,6 +221,7 @@ impl CaptionResults {
                 .collect(),
             took_ms: started.elapsed().as_secs_f64() * 1e3,
             model: ranked.model,
+            query_tags: tags(ranked.query_tags),
         }
     }
 }
@@ -202,6 +230,8 @@ impl CaptionResults {
 pub struct ImageInfo {
     pub image_id: String,
     pub captions: Vec<String>,
+    /// Top labels from the image model's classifier (words for uncaptioned photos).
+    pub tags: Vec<Tag>,
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub url: String,

@@ -267,6 +267,10 @@ impl Engine {
         self.image.is_some()
     }
 
+    pub fn image_encoder(&self) -> Option<&Arc<ImageEncoder>> {
+        self.image.as_ref().map(|side| &side.encoder)
+    }
+
     pub async fn encode_text(&self, text: String) -> Result<Features, EngineError> {
         let mut rows = self.text.encode(vec![text]).await?;
         Ok(rows.pop().expect("one row per input"))

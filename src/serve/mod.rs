@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/search/text", post(routes::search::search_text))
         .route("/v1/search/image", post(routes::search::search_image))
+        .route("/v1/search/similar", post(routes::search::search_similar))
         .route("/v1/images", post(routes::images::upload))
         .route(
             "/v1/images/{id}",
@@ -160,6 +161,21 @@ pub async fn run(
         match Service::load(&service, &|m| tracing::info!("{m}")).await {
             Ok(s) => {
                 let s = Arc::new(s);
+                if let Some(root) = s.watched_library() {
+                    let watched = s.clone();
+                    let result = crate::library::watch::watch(root, move || {
+                        let service = watched.clone();
+                        async move {
+                            match service.rescan_library().await {
+                                Ok(report) => tracing::info!("library rescan: {report}"),
+                                Err(e) => tracing::error!("library rescan failed: {e:#}"),
+                            }
+                        }
+                    });
+                    if let Err(e) = result {
+                        tracing::error!("cannot watch {}: {e}", root.display());
+                    }
+                }
                 // ready first, then say so: whoever reads the message may call /ready at once
                 let _ = loader_state.0.service.set(s.clone());
                 on_ready(&s, addr);

@@ -13,6 +13,7 @@ use super::{api, error, routes};
     paths(
         routes::search::search_text,
         routes::search::search_image,
+        routes::search::search_similar,
         routes::search::similar,
         routes::search::captions_for_image,
         routes::images::upload,
@@ -23,7 +24,7 @@ use super::{api, error, routes};
         routes::ops::ready,
         routes::ops::metrics,
     ),
-    components(schemas(api::TextSearchRequest, api::ImageResults, api::ImageHit, api::CaptionResults, api::CaptionHit, api::ImageInfo, api::Created, api::UploadForm, api::ImageQueryForm, error::ErrorBody, error::ErrorDetail, routes::ops::Status, routes::ops::Readiness, routes::ops::FeatureSets, routes::ops::FeatureInfo)),
+    components(schemas(api::TextSearchRequest, api::ImageResults, api::ImageHit, api::Tag, api::CaptionResults, api::CaptionHit, api::ImageInfo, api::Created, api::UploadForm, api::ImageQueryForm, error::ErrorBody, error::ErrorDetail, routes::ops::Status, routes::ops::Readiness, routes::ops::FeatureSets, routes::ops::FeatureInfo)),
     modifiers(&BearerAuth),
     tags((name = "search"), (name = "images"), (name = "ops"))
 )]

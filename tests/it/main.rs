@@ -17,6 +17,7 @@ mod image_limits;
 mod import;
 mod index;
 mod ingest;
+mod library;
 mod postgres_catalog;
 mod postgres_replicas;
 mod report;

@@ -172,6 +172,42 @@ async fn every_route_answers_as_documented() {
         .await
         .unwrap();
     assert_eq!(raw["results"][0]["image_id"], "rocket");
+    // the query image's own labels come with its captions (image → text without captions)
+    let tags = raw["query_tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 5, "{raw}");
+    assert!(tags
+        .windows(2)
+        .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
+
+    // an upload → the most similar images in the collection
+    let like: Value = c
+        .post(s.url("/v1/search/similar?k=2"))
+        .header("content-type", "image/png")
+        .body(gallery_photo("coffee"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let like_ids: Vec<&str> = like["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["image_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(like_ids.first().copied(), Some(coffee.as_str()), "{like}");
+    assert!(!like["query_tags"].as_array().unwrap().is_empty());
+
+    // every image has tags: its top ImageNet labels (a tabby's include a cat)
+    let cat_info: Value = get_json(&c, s.url("/v1/images/cat")).await;
+    let labels: Vec<&str> = cat_info["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["label"].as_str().unwrap())
+        .collect();
+    assert!(labels.iter().any(|l| l.contains("cat")), "{labels:?}");
 
     let similar: Value = c
         .get(s.url("/v1/images/cat/similar?k=5"))
@@ -236,6 +272,7 @@ async fn every_route_answers_as_documented() {
         "/v1/images/{id}",
         "/v1/images/{id}/file",
         "/v1/images/{id}/similar",
+        "/v1/search/similar",
         "/health",
         "/ready",
         "/metrics",
@@ -617,6 +654,13 @@ async fn similar_pages_uploads_and_deletes_keep_their_counts() {
     let n = ready["images"].as_u64().unwrap() as usize;
     assert!(n >= 10, "the gallery has {n} images");
     assert_eq!(ready["features"]["text"]["options"]["pooling"], "mean");
+    assert_eq!(ready["device"], "cpu");
+    assert_eq!(
+        api.metrics()
+            .await
+            .sample("xmodal_device_info{device=\"cpu\"}"),
+        1.0
+    );
 
     let anchor = api.search_ids("a photo", 1).await[0].clone(); // any indexed image
     let whole = image_ids(

@@ -20,6 +20,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "vectors",
         include_str!("../../../migrations/sqlite/0002_vectors.sql"),
     ),
+    (
+        3,
+        "library_files",
+        include_str!("../../../migrations/sqlite/0003_library_files.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -32,6 +37,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "vectors",
         include_str!("../../../migrations/postgres/0002_vectors.sql"),
+    ),
+    (
+        3,
+        "library_files",
+        include_str!("../../../migrations/postgres/0003_library_files.sql"),
     ),
 ];
 

@@ -11,6 +11,7 @@ mod captions;
 mod feature_sets;
 mod images;
 mod import;
+mod library;
 mod migrations;
 mod vectors;
 
@@ -21,6 +22,7 @@ use sqlx::{any::AnyPoolOptions, AnyPool, Executor};
 pub use feature_sets::FeatureSetRow;
 pub use images::LinkedWrites;
 pub use import::ImportOutcome;
+pub use library::{FileStamp, LibraryAdd, LibraryChanges, LibraryEntry};
 pub use migrations::SCHEMA_VERSION;
 pub use vectors::{stored_vector, StoredVector};
 

@@ -111,6 +111,10 @@ impl ImageEncoder {
         self.manifest.dims
     }
 
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn preprocess(&self) -> &Preprocess {
         &self.preprocess
     }

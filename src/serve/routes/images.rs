@@ -100,6 +100,14 @@ pub async fn get_image(
         url: image_url(id.as_str()),
         image_id: id.to_string(),
         captions: details.captions,
+        tags: details
+            .tags
+            .into_iter()
+            .map(|t| super::super::api::Tag {
+                label: t.label,
+                score: t.score,
+            })
+            .collect(),
         width: details.record.width,
         height: details.record.height,
         dataset: details.record.dataset,

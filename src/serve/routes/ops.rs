@@ -33,6 +33,8 @@ pub struct Readiness {
     pub models: Vec<String>,
     pub images: usize,
     pub captions: usize,
+    /// Where encoders and heads run: `cpu` or `cuda:N`.
+    pub device: String,
     /// The feature sets this server computes: encoder and the options that change its outputs.
     pub features: FeatureSets,
 }
@@ -80,6 +82,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Api
         models: service.spaces.iter().map(|s| s.name.clone()).collect(),
         images: service.spaces[0].images.count().await,
         captions: service.spaces[0].captions.count().await,
+        device: service.device.clone(),
         features: FeatureSets {
             image: (&service.image_spec).into(),
             text: (&service.text_spec).into(),

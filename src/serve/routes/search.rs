@@ -56,6 +56,27 @@ pub async fn search_image(
     Ok(Json(CaptionResults::new(ranked, page, started)))
 }
 
+#[utoipa::path(post, path = "/v1/search/similar", tag = "search", params(PageParams),
+    request_body(content = super::super::api::ImageQueryForm, content_type = "multipart/form-data", description = "a multipart `image` field, or a raw body with Content-Type image/*"),
+    responses((status = 200, body = ImageResults), (status = 400, body = super::super::error::ErrorBody), (status = 413, body = super::super::error::ErrorBody), (status = 415, body = super::super::error::ErrorBody), (status = 422, body = super::super::error::ErrorBody), (status = 429, body = super::super::error::ErrorBody), (status = 503, body = super::super::error::ErrorBody)))]
+/// Image → the most similar images in the collection ("more like this" for an upload).
+pub async fn search_similar(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<PageParams>,
+    ImageBody(form): ImageBody,
+) -> Result<Json<ImageResults>, ApiError> {
+    let started = Instant::now();
+    let page = params.page()?;
+    let bytes = form
+        .image
+        .ok_or_else(|| ApiError::Invalid("missing the `image` field".into()))?;
+    let ranked = state
+        .service()?
+        .search_similar(params.model.as_deref(), bytes, page.query())
+        .await?;
+    Ok(Json(ImageResults::new(ranked, page, started)))
+}
+
 #[utoipa::path(get, path = "/v1/images/{id}/captions", tag = "search", params(("id" = String, Path, description = "image id"), PageParams),
     responses((status = 200, body = CaptionResults), (status = 404, body = super::super::error::ErrorBody), (status = 422, body = super::super::error::ErrorBody)))]
 /// Image → ranked captions for an image already in the collection (its stored features; no

@@ -21,10 +21,11 @@ pub struct Upload {
     pub id: Option<ImageId>,
 }
 
-/// An image's catalog record and caption texts.
+/// An image's catalog record, caption texts and tags.
 pub struct ImageDetails {
     pub record: ImageRecord,
     pub captions: Vec<String>,
+    pub tags: Vec<super::Tag>,
 }
 
 /// Bytes to send and their content type.
@@ -122,17 +123,17 @@ impl Service {
             split: None,
             captions,
         };
-        let mut pg = PgRows {
-            image: &id,
-            rows: Vec::new(),
-        };
+        let mut pg = PgRows::default();
         for e in &embeddings {
             if let Some(index) = e.space.images.postgres() {
-                pg.rows.push((index, id.to_string(), &e.image));
+                pg.rows.push((index, id.to_string(), &id, &e.image));
             }
             if let Some(index) = e.space.captions.postgres() {
-                pg.rows
-                    .extend(e.captions.iter().map(|(key, v)| (index, key.clone(), v)));
+                pg.rows.extend(
+                    e.captions
+                        .iter()
+                        .map(|(key, v)| (index, key.clone(), &id, v)),
+                );
             }
         }
         if !self
@@ -199,7 +200,16 @@ impl Service {
             .into_iter()
             .map(|c| c.text)
             .collect();
-        Ok(ImageDetails { record, captions })
+        let tags = self
+            .stored_tags(&[id.to_string()])
+            .await?
+            .remove(id.as_str())
+            .unwrap_or_default();
+        Ok(ImageDetails {
+            record,
+            captions,
+            tags,
+        })
     }
 
     /// The stored bytes, or a JPEG thumbnail fitting `size`×`size`.

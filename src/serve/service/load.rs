@@ -37,6 +37,8 @@ pub struct ServiceConfig {
     pub index: IndexParams,
     pub batch: BatchConfig,
     pub device: Device,
+    /// A folder of photos to index at start-up (and watch, if asked).
+    pub library: Option<super::LibraryConfig>,
 }
 
 impl Service {
@@ -54,6 +56,23 @@ impl Service {
                 encoders.image_spec.encoder
             ));
         }
+        let library = match (&config.library, &encoders.image) {
+            (Some(lib), Some(image)) => Some(
+                super::library::rescan_at_start(
+                    &catalog,
+                    &config.data,
+                    lib,
+                    image,
+                    &encoders.image_spec.id().0,
+                    log,
+                )
+                .await?,
+            ),
+            (Some(_), None) => {
+                anyhow::bail!("--library needs an image encoder (drop --image-features)")
+            }
+            (None, _) => None,
+        };
         fill_vectors(&catalog, &config.data, &encoders, log).await?;
         let heads = if config.heads.is_empty() {
             vec![ZERO_SHOT.to_string()]
@@ -84,14 +103,18 @@ impl Service {
             text_spec,
         } = encoders;
         let engine = Engine::start(Arc::new(text), image.map(Arc::new), config.batch);
+        let device = crate::device::name(&config.device);
+        metrics::gauge!("xmodal_device_info", "device" => device.clone()).set(1.0);
         let service = Self {
             catalog,
             engine,
             image_spec,
             text_spec,
+            device,
             spaces,
             data: config.data.clone(),
             uploads_dataset,
+            library,
             write_lock: tokio::sync::Mutex::new(()),
         };
         service.update_index_gauges().await;

@@ -6,14 +6,18 @@
 //! HTTP, and nothing below knows JSON.
 
 mod collection;
+mod library;
 mod load;
 mod search;
+mod tags;
 
 use candle_core::{Device, Tensor};
 
 pub use collection::{ImageDetails, ImageFile, Upload};
+pub use library::LibraryConfig;
 pub use load::ServiceConfig;
 pub use search::{CaptionMatch, ImageMatch, Ranked};
+pub use tags::Tag;
 
 use super::engine::{Engine, EngineError};
 use crate::{
@@ -91,10 +95,14 @@ pub struct Service {
     pub engine: Engine,
     pub image_spec: FeatureSpec,
     pub text_spec: FeatureSpec,
+    /// Where encoders and heads run: `cpu` or `cuda:N`.
+    pub device: String,
     /// At least one; the first is the default.
     pub spaces: Vec<Space>,
     data: DataDir,
     uploads_dataset: i64,
+    /// The folder library this server keeps in sync (`--library`).
+    library: Option<library::Library>,
     /// Writes are serialised: one upload or delete at a time keeps catalog and index in step.
     write_lock: tokio::sync::Mutex<()>,
 }
@@ -128,6 +136,14 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// The folder library to watch, when `--watch` asked for it.
+    pub fn watched_library(&self) -> Option<&std::path::Path> {
+        self.library
+            .as_ref()
+            .filter(|l| l.config.watch)
+            .map(|l| l.config.root.as_path())
     }
 
     /// The default space's index sizes, for /metrics.

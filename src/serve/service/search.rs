@@ -3,18 +3,19 @@
 
 use axum::body::Bytes;
 
-use super::{Service, ServiceError, Space};
+use super::{Service, ServiceError, Space, Tag};
 use crate::{
     data::{CaptionKey, ImageId},
     index::{Hit, Query},
     vectors::Embedding,
 };
 
-/// An image found, with its captions.
+/// An image found, with its captions (or, when it has none, its tags).
 pub struct ImageMatch {
     pub image: ImageId,
     pub score: f32,
     pub captions: Vec<String>,
+    pub tags: Vec<Tag>,
 }
 
 /// A caption found, with its text.
@@ -28,6 +29,8 @@ pub struct CaptionMatch {
 pub struct Ranked<T> {
     pub hits: Vec<T>,
     pub model: String,
+    /// An image query's own tags (image → text even where no caption exists yet).
+    pub query_tags: Vec<Tag>,
 }
 
 impl Service {
@@ -56,7 +59,25 @@ impl Service {
         let image = self.engine.encode_image(bytes).await?;
         let q = space.project_image(&image.features)?;
         let hits = space.captions.search(&q, page).await?;
-        self.ranked_captions(space, hits).await
+        let mut ranked = self.ranked_captions(space, hits).await?;
+        ranked.query_tags = self.tags(vec![image.features]).await?.remove(0);
+        Ok(ranked)
+    }
+
+    /// Image (encoded bytes) → the most similar images in the collection.
+    pub async fn search_similar(
+        &self,
+        model: Option<&str>,
+        bytes: Bytes,
+        page: Query,
+    ) -> Result<Ranked<ImageMatch>, ServiceError> {
+        let space = self.space(model)?;
+        let image = self.engine.encode_image(bytes).await?;
+        let q = space.project_image(&image.features)?;
+        let hits = space.images.search(&q, page).await?;
+        let mut ranked = self.ranked_images(space, hits).await?;
+        ranked.query_tags = self.tags(vec![image.features]).await?.remove(0);
+        Ok(ranked)
     }
 
     /// An indexed image's captions by its stored features (no upload; works where image features
@@ -112,7 +133,8 @@ impl Service {
         space.project_image(&features)
     }
 
-    /// Image hits with their captions (one catalog query for the whole page).
+    /// Image hits with their captions (one catalog query for the whole page), and tags for the
+    /// ones without captions.
     async fn ranked_images(
         &self,
         space: &Space,
@@ -120,7 +142,13 @@ impl Service {
     ) -> Result<Ranked<ImageMatch>, ServiceError> {
         let keys: Vec<&str> = hits.iter().map(|h| h.key.as_str()).collect();
         let mut captions = self.catalog.captions_of_many(&keys).await?;
-        let matches = hits
+        let uncaptioned: Vec<String> = keys
+            .iter()
+            .filter(|k| !captions.contains_key(**k))
+            .map(|k| k.to_string())
+            .collect();
+        let mut tags = self.stored_tags(&uncaptioned).await?;
+        let matches: Vec<ImageMatch> = hits
             .into_iter()
             .map(|hit| {
                 let texts = captions
@@ -130,6 +158,7 @@ impl Service {
                     .map(|(_, text)| text)
                     .collect();
                 Ok(ImageMatch {
+                    tags: tags.remove(&hit.key).unwrap_or_default(),
                     image: ImageId::new(hit.key)
                         .map_err(|e| ServiceError::Corrupt(e.to_string()))?,
                     score: hit.score,
@@ -140,7 +169,27 @@ impl Service {
         Ok(Ranked {
             hits: matches,
             model: space.model.clone(),
+            query_tags: Vec::new(),
         })
+    }
+
+    /// Tags of stored images, by id (from their stored features).
+    pub(super) async fn stored_tags(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<Tag>>, ServiceError> {
+        if ids.is_empty() || !self.engine.has_image_encoder() {
+            return Ok(Default::default());
+        }
+        let stored = self
+            .catalog
+            .vectors_of(&self.image_spec.id().0, ids)
+            .await?;
+        let items: Vec<String> = stored.iter().map(|v| v.item.clone()).collect();
+        let tags = self
+            .tags(stored.into_iter().map(|v| v.vector).collect())
+            .await?;
+        Ok(items.into_iter().zip(tags).collect())
     }
 
     /// Caption hits with their texts (one catalog query for the whole page).
@@ -175,6 +224,7 @@ impl Service {
         Ok(Ranked {
             hits: matches,
             model: space.model.clone(),
+            query_tags: Vec::new(),
         })
     }
 }
