@@ -23,8 +23,11 @@ use crate::{
 /// The catalog's dataset name for a folder library (`--dataset` overrides).
 pub const DEFAULT_DATASET: &str = "photos";
 
-/// Files per encoder batch and per catalog transaction.
+/// Files per catalog transaction.
 pub const BATCH: usize = 32;
+
+/// Images per CNN forward pass: activations grow with the batch and throughput does not.
+const FORWARD_BATCH: usize = 8;
 
 /// Encodes in this process (the CLI): decodes in parallel on rayon's threads (each decode within
 /// its budget), one forward pass per batch.
@@ -51,9 +54,15 @@ fn encode_now(encoder: &ImageEncoder, images: &[Vec<u8>]) -> Vec<Result<Encoded,
         .iter()
         .filter_map(|p| p.as_ref().ok().map(|(t, _)| t.clone()))
         .collect();
-    let rows = encoder
-        .encode_prepared(&inputs)
-        .and_then(|m| Ok(m.to_device(&candle_core::Device::Cpu)?.to_vec2::<f32>()?));
+    let rows = inputs
+        .chunks(FORWARD_BATCH)
+        .map(|chunk| {
+            encoder
+                .encode_prepared(chunk)
+                .and_then(|m| Ok(m.to_device(&candle_core::Device::Cpu)?.to_vec2::<f32>()?))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|parts| parts.concat());
     let mut rows = match rows {
         Ok(rows) => rows.into_iter(),
         Err(e) => return images.iter().map(|_| Err(e.to_string())).collect(),
