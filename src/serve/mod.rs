@@ -19,7 +19,7 @@ use axum::{
     http::HeaderValue,
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::get,
     Router,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -28,6 +28,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use service::{Service, ServiceConfig};
@@ -45,34 +46,38 @@ pub struct ServerConfig {
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.0.limits.max_body_bytes;
-    let api = Router::new()
-        .route("/v1/search/text", post(routes::search::search_text))
-        .route("/v1/search/image", post(routes::search::search_image))
-        .route("/v1/search/similar", post(routes::search::search_similar))
-        .route("/v1/images", post(routes::images::upload))
-        .route(
-            "/v1/images/{id}",
-            get(routes::images::get_image).delete(routes::images::delete_image),
-        )
-        .route("/v1/images/{id}/file", get(routes::images::get_file))
-        .route("/v1/images/{id}/similar", get(routes::search::similar))
-        .route(
-            "/v1/images/{id}/captions",
-            get(routes::search::captions_for_image),
-        )
+    // each route once: its handler's #[utoipa::path] gives both the axum route and its OpenAPI
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(routes::search::search_text))
+        .routes(routes!(routes::search::search_image))
+        .routes(routes!(routes::search::search_similar))
+        .routes(routes!(routes::images::upload))
+        .routes(routes!(
+            routes::images::get_image,
+            routes::images::delete_image
+        ))
+        .routes(routes!(routes::images::get_file))
+        .routes(routes!(routes::search::similar))
+        .routes(routes!(routes::search::captions_for_image))
         .layer(middleware::from_fn_with_state(state.clone(), backpressure))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             refuse_oversized,
         ))
-        .layer(DefaultBodyLimit::max(max_body));
+        .layer(DefaultBodyLimit::max(max_body))
+        .split_for_parts();
+    let (ops, ops_doc) = OpenApiRouter::new()
+        .routes(routes!(routes::ops::health))
+        .routes(routes!(routes::ops::ready))
+        .routes(routes!(routes::ops::metrics))
+        .split_for_parts();
+    let mut doc = doc;
+    doc.merge(ops_doc);
     Router::new()
         .merge(api)
-        .route("/health", get(routes::ops::health))
-        .route("/ready", get(routes::ops::ready))
-        .route("/metrics", get(routes::ops::metrics))
+        .merge(ops)
         .route("/", get(routes::web::page))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(error::not_found)
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -1,4 +1,5 @@
-//! The OpenAPI document, generated from the handlers and their types.
+//! The OpenAPI document's frame (info, shared schemas, security, tags). Paths come from the router
+//! itself (`serve::router`, utoipa-axum's `routes!`), so a route is declared once for both.
 
 use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -10,20 +11,6 @@ use super::{api, error, routes};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "xmodal", description = "Cross-modal retrieval: send a caption, get ranked images; upload an image, get ranked captions."),
-    paths(
-        routes::search::search_text,
-        routes::search::search_image,
-        routes::search::search_similar,
-        routes::search::similar,
-        routes::search::captions_for_image,
-        routes::images::upload,
-        routes::images::get_image,
-        routes::images::get_file,
-        routes::images::delete_image,
-        routes::ops::health,
-        routes::ops::ready,
-        routes::ops::metrics,
-    ),
     components(schemas(api::TextSearchRequest, api::ImageResults, api::ImageHit, api::Tag, api::CaptionResults, api::CaptionHit, api::ImageInfo, api::Created, api::UploadForm, api::ImageQueryForm, error::ErrorBody, error::ErrorDetail, routes::ops::Status, routes::ops::Readiness, routes::ops::FeatureSets, routes::ops::FeatureInfo)),
     modifiers(&BearerAuth),
     tags((name = "search"), (name = "images"), (name = "ops"))
