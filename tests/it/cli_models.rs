@@ -161,36 +161,6 @@ fn missing_model_dir_is_a_clear_error() {
     );
 }
 
-/// Run `xmodal` with extra environment; returns stdout (asserting success).
-fn xmodal_env(args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn embeddings(jsonl: &str) -> Vec<Vec<f64>> {
-    jsonl
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["embedding"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect()
-        })
-        .collect()
-}
-
 /// `XMODAL_PORTABLE_KERNELS=1` sends the whole pipeline through the portable fallbacks (BERT's
 /// GELU and attention, image resampling) that CPUs without AVX2 run: the embeddings are those of
 /// the dispatched kernels, within float reordering (text) and one pixel level (images).
@@ -220,8 +190,8 @@ fn portable_kernels_give_the_dispatched_embeddings() {
     let image: Vec<&str> = image.iter().map(String::as_str).collect();
     let portable = [("XMODAL_PORTABLE_KERNELS", "1")];
     for (what, args, max_diff) in [("text", &text[..], 1e-5), ("image", &image[..], 2e-2)] {
-        let dispatched = embeddings(&xmodal_env(args, &[("XMODAL_PORTABLE_KERNELS", "0")]));
-        let fallback = embeddings(&xmodal_env(args, &portable));
+        let dispatched = embeddings(args, &[("XMODAL_PORTABLE_KERNELS", "0")]);
+        let fallback = embeddings(args, &portable);
         assert_eq!(dispatched.len(), fallback.len());
         for (a, b) in dispatched.iter().zip(&fallback) {
             let diff = a

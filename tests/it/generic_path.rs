@@ -46,31 +46,6 @@ fn parity_heads_training_and_serve_pass_on_the_generic_path() {
     assert!(passed >= 15, "only {passed} tests ran:\n{stdout}");
 }
 
-fn embed(args: &[&str], generic: bool) -> Vec<Vec<f64>> {
-    let out = Command::new(env!("CARGO_BIN_EXE_xmodal"))
-        .args(args)
-        .env(GENERIC, if generic { "1" } else { "0" })
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["embedding"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect()
-        })
-        .collect()
-}
-
 /// BERT (our attention and GELU kernels vs candle's softmax and gelu_erf) and both kit CNNs
 /// (im2col and our depthwise kernel vs candle's conv2d with groups) give the same embeddings on
 /// both paths: max |difference| ≤ 1e-5 for MiniLM's unit vectors, ≤ 1e-4 relative for the CNNs'
@@ -101,7 +76,10 @@ fn the_generic_path_gives_the_specialised_embeddings() {
         ("mobilenet-v2", image_args("mobilenet-v2", &photos), 1e-4),
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (specialised, generic) = (embed(&args, false), embed(&args, true));
+        let (specialised, generic) = (
+            embeddings(&args, &[(GENERIC, "0")]),
+            embeddings(&args, &[(GENERIC, "1")]),
+        );
         assert_eq!(specialised.len(), generic.len());
         for (a, b) in specialised.iter().zip(&generic) {
             let scale = a.iter().fold(1e-12f64, |m, x| m.max(x.abs()));

@@ -335,57 +335,43 @@ async fn bad_input_gets_a_4xx_json_error_and_never_a_5xx() {
             .header("content-type", "application/json")
             .body(body)
     };
-    expect_error(
-        text("{bad json").send().await.unwrap(),
-        S::BAD_REQUEST,
-        "malformed_request",
-    )
-    .await;
-    expect_error(
-        text(r#"{"query": ""}"#).send().await.unwrap(),
-        S::UNPROCESSABLE_ENTITY,
-        "invalid_request",
-    )
-    .await;
-    expect_error(
-        text(r#"{"query": "   "}"#).send().await.unwrap(),
-        S::UNPROCESSABLE_ENTITY,
-        "invalid_request",
-    )
-    .await;
-    expect_error(
-        text(r#"{"query": "a", "k": 0}"#).send().await.unwrap(),
-        S::UNPROCESSABLE_ENTITY,
-        "invalid_request",
-    )
-    .await;
-    expect_error(
-        text(r#"{"query": "a", "k": 1000}"#).send().await.unwrap(),
-        S::UNPROCESSABLE_ENTITY,
-        "invalid_request",
-    )
-    .await;
-    expect_error(
-        text(r#"{"query": "a", "k": "ten"}"#).send().await.unwrap(),
-        S::UNPROCESSABLE_ENTITY,
-        "invalid_request",
-    )
-    .await;
-    expect_error(
-        text(r#"{"query": "a", "offset": -1}"#)
-            .send()
-            .await
-            .unwrap(),
-        S::UNPROCESSABLE_ENTITY,
-        "invalid_request",
-    )
-    .await;
-    expect_error(
-        text(r#"{"k": 3}"#).send().await.unwrap(),
-        S::UNPROCESSABLE_ENTITY,
-        "invalid_request",
-    )
-    .await;
+    // (body, status, code): malformed JSON is 400, well-formed but invalid values 422
+    for (body, status, code) in [
+        ("{bad json", S::BAD_REQUEST, "malformed_request"),
+        (
+            r#"{"query": ""}"#,
+            S::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            r#"{"query": "   "}"#,
+            S::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            r#"{"query": "a", "k": 0}"#,
+            S::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            r#"{"query": "a", "k": 1000}"#,
+            S::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            r#"{"query": "a", "k": "ten"}"#,
+            S::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            r#"{"query": "a", "offset": -1}"#,
+            S::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (r#"{"k": 3}"#, S::UNPROCESSABLE_ENTITY, "invalid_request"),
+    ] {
+        expect_error(text(body).send().await.unwrap(), status, code).await;
+    }
     expect_error(
         c.post(s.url("/v1/search/text"))
             .body(r#"{"query":"a"}"#)

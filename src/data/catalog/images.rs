@@ -10,6 +10,32 @@ use super::{
 };
 use crate::data::{ImageId, Split};
 
+/// One new image row inside the caller's transaction (callers check or delete first), with its
+/// file's stamp when a folder library tracks it.
+pub(super) async fn insert_image(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dataset_id: i64,
+    img: &NewImage,
+    stamp: Option<super::FileStamp>,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "INSERT INTO images (id, dataset_id, location, width, height, sha256, split, file_size, file_mtime_ns)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(img.id.as_str())
+    .bind(dataset_id)
+    .bind(&img.location)
+    .bind(img.width.map(i64::from))
+    .bind(img.height.map(i64::from))
+    .bind(&img.sha256)
+    .bind(img.split.map(Split::as_str))
+    .bind(stamp.map(|s| s.size as i64))
+    .bind(stamp.map(|s| s.mtime_ns))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Derived rows that must land in the same transaction as an inserted image (pgvector
 /// embeddings on Postgres). The index module implements it; no SQL crosses the border.
 pub trait LinkedWrites {
@@ -168,16 +194,7 @@ impl Catalog {
         if exists.is_some() {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO images (id, dataset_id, location, width, height, sha256, split) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(image.id.as_str())
-            .bind(dataset_id)
-            .bind(&image.location)
-            .bind(image.width.map(i64::from))
-            .bind(image.height.map(i64::from))
-            .bind(&image.sha256)
-            .bind(image.split.map(Split::as_str))
-            .execute(&mut *tx)
-            .await?;
+        insert_image(&mut tx, dataset_id, image, None).await?;
         insert_captions(&mut tx, image).await?;
         write_vectors(&mut tx, vectors).await?;
         linked.write(&mut tx).await?;

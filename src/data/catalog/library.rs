@@ -4,7 +4,10 @@
 
 use sqlx::Row;
 
-use super::{vectors::write_vectors, Catalog, CatalogError, LinkedWrites, NewImage, StoredVector};
+use super::{
+    images::insert_image, vectors::write_vectors, Catalog, CatalogError, LinkedWrites, NewImage,
+    StoredVector,
+};
 use crate::data::ImageId;
 
 /// A file's size and modification time: equal stamps mean "unchanged" without reading the file.
@@ -88,21 +91,7 @@ impl Catalog {
                 .await?;
         }
         for add in &changes.add {
-            let img = &add.image;
-            sqlx::query(
-                "INSERT INTO images (id, dataset_id, location, width, height, sha256, split, file_size, file_mtime_ns)
-                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)",
-            )
-            .bind(img.id.as_str())
-            .bind(dataset_id)
-            .bind(&img.location)
-            .bind(img.width.map(i64::from))
-            .bind(img.height.map(i64::from))
-            .bind(&img.sha256)
-            .bind(add.stamp.size as i64)
-            .bind(add.stamp.mtime_ns)
-            .execute(&mut *tx)
-            .await?;
+            insert_image(&mut tx, dataset_id, &add.image, Some(add.stamp)).await?;
             write_vectors(&mut tx, &add.vectors).await?;
         }
         for (id, stamp) in &changes.restamp {

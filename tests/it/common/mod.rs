@@ -84,6 +84,32 @@ pub fn xmodal(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `xmodal embed …` with extra environment: one embedding per JSON line (asserting success).
+pub fn embeddings(args: &[&str], env: &[(&str, &str)]) -> Vec<Vec<f64>> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
 /// A real `xmodal serve` on an ephemeral port, killed on drop.
 pub struct Server {
     pub child: std::process::Child,

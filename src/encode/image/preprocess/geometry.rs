@@ -1,0 +1,143 @@
+//! Where the model's input and thumbnails come from in the stored image: torchvision's resize +
+//! centre crop as a box in source pixels, the EXIF orientation mapped onto it, and the resampling
+//! of only that box (fast_image_resize, PIL's antialiased bilinear).
+
+use fast_image_resize::{
+    images::{Image, ImageRef},
+    FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer,
+};
+use image::{metadata::Orientation, RgbImage};
+
+use super::decode::{orient, rotates, Decoded};
+use crate::kit::Preprocess;
+
+/// A box `(left, top, width, height)` in source pixels (fractional).
+pub(super) type SourceBox = (f64, f64, f64, f64);
+
+impl Decoded {
+    /// Width and height as displayed (after the EXIF orientation).
+    pub fn dimensions(&self) -> (u32, u32) {
+        let (w, h) = self.stored.dimensions();
+        if rotates(self.orientation) {
+            (h, w)
+        } else {
+            (w, h)
+        }
+    }
+
+    /// The model's input pixels: the upright image resized and centre-cropped as torchvision
+    /// does ([`resize_and_crop`]), computed in the stored frame and oriented at the end.
+    pub fn model_input(&self, p: &Preprocess) -> RgbImage {
+        let (uw, uh) = self.dimensions();
+        let (crop, upright_box) = crop_window(uw, uh, p);
+        let stored_box = self.to_stored_box(upright_box);
+        orient(
+            resample(&self.stored, (crop, crop), stored_box),
+            self.orientation,
+        )
+    }
+
+    /// Upright, fitting within `max_side`×`max_side` (never enlarged), computed at its output
+    /// size.
+    pub fn thumbnail(&self, max_side: u32) -> RgbImage {
+        let (uw, uh) = self.dimensions();
+        let scale = (max_side as f64 / uw.max(uh) as f64).min(1.0);
+        let (tw, th) = (
+            ((uw as f64 * scale).round() as u32).max(1),
+            ((uh as f64 * scale).round() as u32).max(1),
+        );
+        let (sw, sh) = self.stored.dimensions();
+        let out = if rotates(self.orientation) {
+            (th, tw)
+        } else {
+            (tw, th)
+        };
+        let whole = (0.0, 0.0, sw as f64, sh as f64);
+        orient(resample(&self.stored, out, whole), self.orientation)
+    }
+
+    /// The whole image, upright (a full-size copy when it is rotated).
+    pub fn into_upright(self) -> RgbImage {
+        orient(self.stored, self.orientation)
+    }
+
+    /// An upright box in stored coordinates: its two corners go through the inverse of the
+    /// orientation, as `DynamicImage::apply_orientation` defines it (rotations clockwise, then a
+    /// horizontal flip).
+    fn to_stored_box(&self, b: SourceBox) -> SourceBox {
+        let (sw, sh) = (self.stored.width() as f64, self.stored.height() as f64);
+        let inverse = |ux: f64, uy: f64| -> (f64, f64) {
+            match self.orientation {
+                Orientation::NoTransforms => (ux, uy),
+                Orientation::Rotate90 => (uy, sh - ux),
+                Orientation::Rotate180 => (sw - ux, sh - uy),
+                Orientation::Rotate270 => (sw - uy, ux),
+                Orientation::FlipHorizontal => (sw - ux, uy),
+                Orientation::FlipVertical => (ux, sh - uy),
+                Orientation::Rotate90FlipH => (uy, ux),
+                Orientation::Rotate270FlipH => (sw - uy, sh - ux),
+            }
+        };
+        let (x0, y0) = inverse(b.0, b.1);
+        let (x1, y1) = inverse(b.0 + b.2, b.1 + b.3);
+        (x0.min(x1), y0.min(y1), (x1 - x0).abs(), (y1 - y0).abs())
+    }
+}
+
+/// Python's `round` (ties to even), which torchvision's centre crop uses for its offsets.
+pub(super) fn py_round(x: f64) -> u32 {
+    x.round_ties_even() as u32
+}
+
+/// torchvision's Resize(resize) + CenterCrop(crop) on a `w`×`h` image, as the crop's side and its
+/// box in source pixels: the shorter side becomes `resize` (the other truncates), and offsets
+/// round like Python's `round`.
+pub(super) fn crop_window(w: u32, h: u32, p: &Preprocess) -> (u32, SourceBox) {
+    let (nw, nh) = if w <= h {
+        (p.resize, ((p.resize as u64 * h as u64) / w as u64) as u32)
+    } else {
+        (((p.resize as u64 * w as u64) / h as u64) as u32, p.resize)
+    };
+    let crop = p.crop.min(nw).min(nh);
+    let left = py_round((nw - crop) as f64 / 2.0);
+    let top = py_round((nh - crop) as f64 / 2.0);
+    let (sx, sy) = (w as f64 / nw as f64, h as f64 / nh as f64);
+    let source_box = (
+        left as f64 * sx,
+        top as f64 * sy,
+        crop as f64 * sx,
+        crop as f64 * sy,
+    );
+    (crop, source_box)
+}
+
+/// Resize so the shorter side is `resize` (PIL's antialiased bilinear), then take the centre
+/// `crop`×`crop` square. Only the crop's pixels are computed, so the work and memory are those of
+/// a `crop`×`crop` output for any shape.
+pub fn resize_and_crop(img: &RgbImage, p: &Preprocess) -> RgbImage {
+    let (crop, source_box) = crop_window(img.width(), img.height(), p);
+    resample(img, (crop, crop), source_box)
+}
+
+/// A source box of `img` resampled (PIL's antialiased bilinear) to `out` pixels, at the sample
+/// positions the whole image's resize would use. fast_image_resize runs the vertical pass first
+/// for 8-bit pixels: its intermediate is the box's source columns × `out.1` rows.
+pub(super) fn resample(img: &RgbImage, out: (u32, u32), source_box: SourceBox) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let src = ImageRef::new(w, h, img.as_raw(), PixelType::U8x3)
+        .expect("an RgbImage's buffer is w*h*3 bytes");
+    let mut dst = Image::new(out.0, out.1, PixelType::U8x3);
+    let (left, top, bw, bh) = source_box;
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .crop(left, top, bw, bh);
+    let mut resizer = Resizer::new();
+    if crate::simd::portable_only() {
+        // SAFETY: `None` selects the portable code, which every CPU runs.
+        unsafe { resizer.set_cpu_extensions(fast_image_resize::CpuExtensions::None) };
+    }
+    resizer
+        .resize(&src, &mut dst, &options)
+        .expect("same pixel type on both sides and a box inside the image");
+    RgbImage::from_raw(out.0, out.1, dst.into_vec()).expect("U8x3 output is w*h*3 bytes")
+}
