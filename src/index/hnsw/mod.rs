@@ -14,8 +14,7 @@
 //! tests/it/index.rs measure is against exact f32 scoring.
 
 use std::{
-    cmp::{Ordering, Reverse},
-    collections::BinaryHeap,
+    cmp::Ordering,
     sync::{
         atomic::{AtomicU32, Ordering::Relaxed},
         Mutex,
@@ -120,15 +119,12 @@ pub struct Hnsw {
     rng: Rng,
 }
 
-/// The graph's links as stored on disk (see index/store.rs); the vectors are stored beside them.
-pub struct Parts {
-    pub m: usize,
-    pub ef_construction: usize,
-    pub levels: Vec<u8>,
-    pub layer0: Vec<u32>,
-    pub upper: Vec<Vec<u32>>,
-    pub entry: Option<Entry>,
-}
+mod parts;
+mod search;
+#[cfg(test)]
+mod tests;
+
+pub use parts::Parts;
 
 impl Hnsw {
     pub fn m0(&self) -> usize {
@@ -300,80 +296,6 @@ impl Hnsw {
         let _ = id;
     }
 
-    /// Walk `level` greedily towards `q` from `from`.
-    fn greedy(&self, q: &[f32], mut from: Scored, level: usize, buf: &mut Vec<u32>) -> Scored {
-        loop {
-            let mut moved = false;
-            self.neighbours(from.id, level, buf);
-            for &nb in buf.iter() {
-                let d = self.dist(q, nb);
-                if d < from.dist {
-                    from = Scored { dist: d, id: nb };
-                    moved = true;
-                }
-            }
-            if !moved {
-                return from;
-            }
-        }
-    }
-
-    /// Beam search of width `ef` on `level`; returns the nearest found, closest first, keeping
-    /// only nodes `keep` accepts in the results (all nodes are still walked through).
-    fn search_layer(
-        &self,
-        q: &[f32],
-        from: &[Scored],
-        ef: usize,
-        level: usize,
-        visited: &mut Visited,
-        keep: &dyn Fn(u32) -> bool,
-    ) -> Vec<Scored> {
-        visited.start(self.len());
-        let mut candidates: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef * 2);
-        let mut found: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
-        for &s in from {
-            if visited.first_visit(s.id) {
-                candidates.push(Reverse(s));
-                if keep(s.id) {
-                    found.push(s);
-                }
-            }
-        }
-        while found.len() > ef {
-            found.pop();
-        }
-        let mut bound = found.peek().map_or(f32::INFINITY, |s| s.dist);
-        let mut buf = Vec::with_capacity(self.m0());
-        let mut fresh = Vec::with_capacity(self.m0());
-        while let Some(Reverse(c)) = candidates.pop() {
-            if c.dist > bound && found.len() >= ef {
-                break;
-            }
-            self.neighbours(c.id, level, &mut buf);
-            fresh.clear();
-            fresh.extend(buf.iter().copied().filter(|&nb| visited.first_visit(nb)));
-            for &nb in &fresh {
-                self.prefetch(nb);
-            }
-            for &nb in &fresh {
-                let d = self.dist(q, nb);
-                if found.len() < ef || d < bound {
-                    let s = Scored { dist: d, id: nb };
-                    candidates.push(Reverse(s));
-                    if keep(nb) {
-                        found.push(s);
-                        if found.len() > ef {
-                            found.pop();
-                        }
-                        bound = found.peek().map_or(f32::INFINITY, |s| s.dist);
-                    }
-                }
-            }
-        }
-        found.into_sorted_vec()
-    }
-
     /// hnswlib's neighbour heuristic: walking candidates closest first, keep one only if it is
     /// closer to the base than to every neighbour kept so far (spreads links across directions).
     fn select(&self, sorted: &[Scored], m: usize) -> Vec<Scored> {
@@ -469,170 +391,5 @@ impl Hnsw {
         candidates.sort_unstable();
         let kept = self.select(&candidates, cap);
         self.set_links(node, level, kept.iter().map(|s| s.id));
-    }
-
-    /// Up to `k` nodes nearest `q` that `keep` accepts, as (id, inner product), best first.
-    pub fn search(
-        &self,
-        q: &[f32],
-        k: usize,
-        ef: usize,
-        keep: &dyn Fn(u32) -> bool,
-    ) -> Vec<(u32, f32)> {
-        let Some(entry) = *self.entry.lock().expect("entry lock") else {
-            return Vec::new();
-        };
-        if k == 0 {
-            return Vec::new();
-        }
-        let mut visited = self
-            .pool
-            .lock()
-            .expect("visited pool")
-            .pop()
-            .unwrap_or_else(|| Visited::new(self.len()));
-        let mut buf = Vec::with_capacity(self.m0());
-        let mut at = Scored {
-            dist: self.dist(q, entry.node),
-            id: entry.node,
-        };
-        for l in (1..=entry.level).rev() {
-            at = self.greedy(q, at, l, &mut buf);
-        }
-        let found = self.search_layer(q, &[at], ef.max(k), 0, &mut visited, keep);
-        self.pool.lock().expect("visited pool").push(visited);
-        found
-            .into_iter()
-            .take(k)
-            .map(|s| (s.id, 1.0 - s.dist))
-            .collect()
-    }
-
-    /// The links (not the vectors: those are written straight from [`Hnsw::vectors_f16`]).
-    pub fn to_parts(&self) -> Parts {
-        Parts {
-            m: self.m,
-            ef_construction: self.ef_construction,
-            levels: self.levels.clone(),
-            layer0: self.layer0.iter().map(|a| a.load(Relaxed)).collect(),
-            upper: self
-                .upper
-                .iter()
-                .map(|u| u.iter().map(|a| a.load(Relaxed)).collect())
-                .collect(),
-            entry: *self.entry.lock().expect("entry lock"),
-        }
-    }
-
-    /// Rebuild from stored parts, checking every size, count and link so a damaged file can
-    /// never make a search index out of bounds.
-    pub fn from_parts(dims: usize, vectors: Vec<u16>, p: Parts) -> Result<Self, String> {
-        let n = p.levels.len();
-        if dims == 0 || p.m < 2 || vectors.len() != n * dims {
-            return Err(format!(
-                "{} halves for {n} vectors of {dims} dims (m {})",
-                vectors.len(),
-                p.m
-            ));
-        }
-        let m0 = 2 * p.m;
-        if p.layer0.len() != n * (m0 + 1) || p.upper.len() != n {
-            return Err("link arrays do not match the node count".into());
-        }
-        let check = |list: &[u32], cap: usize| -> Result<(), String> {
-            let count = list[0] as usize;
-            if count > cap || list[1..=count].iter().any(|&l| l as usize >= n) {
-                return Err("a link list is out of range".into());
-            }
-            Ok(())
-        };
-        for list in p.layer0.chunks_exact(m0 + 1) {
-            check(list, m0)?;
-        }
-        for (u, &level) in p.upper.iter().zip(&p.levels) {
-            if level as usize > MAX_LEVEL || u.len() != level as usize * (p.m + 1) {
-                return Err("upper-layer links do not match the node's level".into());
-            }
-            for list in u.chunks_exact(p.m + 1) {
-                check(list, p.m)?;
-            }
-        }
-        match p.entry {
-            None if n > 0 => return Err("no entry point".into()),
-            Some(e) if e.node as usize >= n || p.levels[e.node as usize] as usize != e.level => {
-                return Err("entry point out of range".into())
-            }
-            _ => {}
-        }
-        let mut graph = Self::empty(dims, p.m, p.ef_construction, LEVEL_SEED ^ n as u64);
-        graph.vectors = vectors;
-        graph.levels = p.levels;
-        graph.layer0 = p.layer0.into_iter().map(AtomicU32::new).collect();
-        graph.upper = p
-            .upper
-            .into_iter()
-            .map(|u| u.into_iter().map(AtomicU32::new).collect())
-            .collect();
-        *graph.entry.get_mut().expect("entry lock") = p.entry;
-        Ok(graph)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn unit_vectors(n: usize, dims: usize, seed: u64) -> Vec<f32> {
-        let mut rng = Rng::new(seed);
-        let mut out = Vec::with_capacity(n * dims);
-        for _ in 0..n {
-            let v: Vec<f32> = (0..dims).map(|_| rng.normal()).collect();
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            out.extend(v.iter().map(|x| x / norm));
-        }
-        out
-    }
-
-    #[test]
-    fn every_link_list_stays_within_its_cap_and_points_at_real_nodes() {
-        let data = unit_vectors(3000, 16, 1);
-        let g = Hnsw::build(16, 8, 64, data, &|_| {});
-        let v = g.vectors_f16();
-        assert!(Hnsw::from_parts(16, v.to_vec(), g.to_parts()).is_ok());
-        assert!(Hnsw::from_parts(16, v[16..].to_vec(), g.to_parts()).is_err());
-        // node 0 finds itself first
-        let hits = g.search(&g.vector_f32(0), 1, 32, &|_| true);
-        assert_eq!(hits[0].0, 0);
-        assert!((hits[0].1 - 1.0).abs() < 2e-3); // f16 storage
-    }
-
-    #[test]
-    fn damaged_parts_are_refused() {
-        let data = unit_vectors(500, 8, 2);
-        let g = Hnsw::build(8, 4, 32, data, &|_| {});
-        let mut p = g.to_parts();
-        p.layer0[1] = 10_000; // a link to a node that does not exist
-        p.layer0[0] = p.layer0[0].max(1);
-        assert!(Hnsw::from_parts(8, g.vectors_f16().to_vec(), p).is_err());
-        let mut p = g.to_parts();
-        p.layer0[0] = 99; // more links than the list holds
-        assert!(Hnsw::from_parts(8, g.vectors_f16().to_vec(), p).is_err());
-    }
-
-    #[test]
-    fn single_inserts_find_what_they_added() {
-        let data = unit_vectors(600, 12, 3);
-        let mut g = Hnsw::build(12, 6, 40, data[..12].to_vec(), &|_| {});
-        for v in data.chunks_exact(12).skip(1) {
-            g.add(v);
-        }
-        assert_eq!(g.len(), 600);
-        for id in [0usize, 17, 599] {
-            let hits = g.search(&g.vector_f32(id), 1, 50, &|_| true);
-            assert_eq!(hits[0].0 as usize, id);
-        }
-        // a filter removes nodes from results, not from the walk
-        let hits = g.search(&g.vector_f32(17), 5, 50, &|i| i != 17);
-        assert!(hits.iter().all(|(i, _)| *i != 17) && hits.len() == 5);
     }
 }
