@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use axum::{
+    body::Bytes,
     extract::{Path, State},
     Json,
 };
@@ -11,9 +12,20 @@ use axum::{
 use super::super::{
     api::{CaptionResults, ImageResults, Page, PageParams, TextSearchRequest, MAX_QUERY_CHARS},
     error::ApiError,
-    input::{ApiJson, ApiQuery, ImageBody},
+    input::{ApiJson, ApiQuery, Form, ImageBody},
     state::AppState,
 };
+
+/// An image query's page and image bytes. The form stays with the handler: it holds one of the
+/// image-request slots, which must last until the request is answered.
+fn image_query(params: &PageParams, form: &mut Form) -> Result<(Page, Bytes), ApiError> {
+    let page = params.page()?;
+    let bytes = form
+        .image
+        .take()
+        .ok_or_else(|| ApiError::Invalid("missing the `image` field".into()))?;
+    Ok((page, bytes))
+}
 
 #[utoipa::path(post, path = "/v1/search/text", tag = "search", request_body = TextSearchRequest,
     responses((status = 200, body = ImageResults), (status = 400, body = super::super::error::ErrorBody), (status = 422, body = super::super::error::ErrorBody), (status = 429, body = super::super::error::ErrorBody), (status = 503, body = super::super::error::ErrorBody)))]
@@ -42,13 +54,10 @@ pub async fn search_text(
 pub async fn search_image(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<PageParams>,
-    ImageBody(form): ImageBody,
+    ImageBody(mut form): ImageBody,
 ) -> Result<Json<CaptionResults>, ApiError> {
     let started = Instant::now();
-    let page = params.page()?;
-    let bytes = form
-        .image
-        .ok_or_else(|| ApiError::Invalid("missing the `image` field".into()))?;
+    let (page, bytes) = image_query(&params, &mut form)?;
     let ranked = state
         .service()?
         .search_image(params.model.as_deref(), bytes, page.query())
@@ -63,13 +72,10 @@ pub async fn search_image(
 pub async fn search_similar(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<PageParams>,
-    ImageBody(form): ImageBody,
+    ImageBody(mut form): ImageBody,
 ) -> Result<Json<ImageResults>, ApiError> {
     let started = Instant::now();
-    let page = params.page()?;
-    let bytes = form
-        .image
-        .ok_or_else(|| ApiError::Invalid("missing the `image` field".into()))?;
+    let (page, bytes) = image_query(&params, &mut form)?;
     let ranked = state
         .service()?
         .search_similar(params.model.as_deref(), bytes, page.query())
