@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// dropped within a moment.
     #[arg(long, env = "XMODAL_WATCH", requires = "library")]
     pub watch: bool,
+    /// MiB of recent queries' text features to keep: a repeated query skips the text encoder
+    /// (0: off; benchmarks run with it off).
+    #[arg(long, env = "XMODAL_QUERY_CACHE_MB", default_value_t = 64)]
+    pub query_cache_mb: u64,
     /// HNSW links per node.
     #[arg(long, env = "XMODAL_INDEX_M", default_value_t = IndexParams::default().m)]
     pub index_m: usize,
@@ -136,6 +140,7 @@ impl ServeArgs {
                     dataset: self.library_dataset.clone(),
                     watch: self.watch,
                 }),
+            query_cache_bytes: self.query_cache_mb << 20,
         };
         Ok((server, service))
     }

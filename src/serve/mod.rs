@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 mod input;
 pub mod openapi;
+pub mod query_cache;
 pub mod routes;
 pub mod service;
 pub mod state;

@@ -714,3 +714,41 @@ async fn serve_uses_the_pooling_it_is_given() {
     let ready = Api::new(&s).get("/ready").await;
     assert_eq!(ready["features"]["text"]["options"]["pooling"], "cls");
 }
+
+/// A repeated query (whitespace aside) is answered from the query cache: the text encoder runs
+/// once, hits and misses are counted, the results are the same; `--query-cache-mb 0` turns it off.
+#[tokio::test]
+async fn repeated_queries_skip_the_text_encoder() {
+    let s = Server::start(&tempdir("serve-query-cache"), &[]);
+    let api = Api::new(&s);
+    let encoder_runs = "xmodal_encoder_batch_size_count{encoder=\"text\"}";
+    let first = api.search_text("a  tabby cat", 5).await;
+    let after_first = api.metrics().await;
+    let second = api.search_text(" a tabby cat ", 5).await;
+    let after_second = api.metrics().await;
+    assert_eq!(first["results"], second["results"]);
+    assert_eq!(
+        after_second.sample(encoder_runs),
+        after_first.sample(encoder_runs),
+        "the encoder ran for a cached query"
+    );
+    assert_eq!(
+        after_second.sample("xmodal_query_cache_total{result=\"hit\"}"),
+        1.0
+    );
+    assert_eq!(
+        after_second.sample("xmodal_query_cache_total{result=\"miss\"}"),
+        1.0
+    );
+
+    let off = Server::start(
+        &tempdir("serve-query-cache-off"),
+        &["--query-cache-mb", "0"],
+    );
+    let api = Api::new(&off);
+    api.search_text("a tabby cat", 5).await;
+    api.search_text("a tabby cat", 5).await;
+    let metrics = api.metrics().await;
+    assert_eq!(metrics.sample(encoder_runs), 2.0);
+    assert!(!metrics.contains("xmodal_query_cache_total"));
+}

@@ -39,6 +39,8 @@ pub struct ServiceConfig {
     pub device: Device,
     /// A folder of photos to index at start-up (and watch, if asked).
     pub library: Option<super::LibraryConfig>,
+    /// Bytes of recent queries' text features to keep (0: no cache).
+    pub query_cache_bytes: u64,
 }
 
 impl Service {
@@ -102,6 +104,7 @@ impl Service {
             image_spec,
             text_spec,
         } = encoders;
+        let text_spec_id = text_spec.id().0;
         let engine = Engine::start(Arc::new(text), image.map(Arc::new), config.batch);
         let device = crate::device::name(&config.device);
         metrics::gauge!("xmodal_device_info", "device" => device.clone()).set(1.0);
@@ -115,6 +118,10 @@ impl Service {
             data: config.data.clone(),
             uploads_dataset,
             library,
+            query_cache: crate::serve::query_cache::QueryCache::new(
+                text_spec_id,
+                config.query_cache_bytes,
+            ),
             write_lock: tokio::sync::Mutex::new(()),
         };
         service.update_index_gauges().await;

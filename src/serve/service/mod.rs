@@ -103,6 +103,8 @@ pub struct Service {
     uploads_dataset: i64,
     /// The folder library this server keeps in sync (`--library`).
     library: Option<library::Library>,
+    /// Recent queries' text features (`--query-cache-mb`; off at 0).
+    query_cache: Option<super::query_cache::QueryCache>,
     /// Writes are serialised: one upload or delete at a time keeps catalog and index in step.
     write_lock: tokio::sync::Mutex<()>,
 }

@@ -42,7 +42,16 @@ impl Service {
         page: Query,
     ) -> Result<Ranked<ImageMatch>, ServiceError> {
         let space = self.space(model)?;
-        let features = self.engine.encode_text(text).await?;
+        let features = match self.query_cache.as_ref().and_then(|c| c.get(&text)) {
+            Some(features) => features,
+            None => {
+                let features = self.engine.encode_text(text.clone()).await?;
+                if let Some(cache) = &self.query_cache {
+                    cache.insert(&text, features.clone());
+                }
+                features
+            }
+        };
         let q = space.project_text(&features)?;
         let hits = space.images.search(&q, page).await?;
         self.ranked_images(space, hits).await
