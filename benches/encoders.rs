@@ -2,8 +2,10 @@
 //!
 //! `cargo bench --bench encoders [-- --reps N --rounds R --images a,b --text-only|--images-only]`
 //!
-//! Text: MiniLM-L6 (kit weights), batches of 32 captions of ~12 words, tokenisation included on
-//! both sides. Images: batches of 16 already-normalised 224×224 tensors (decoding excluded on both
+//! Text: MiniLM-L6 (kit weights), batches of 1, 8 and 32 captions of ~12 words, tokenisation
+//! included on both sides. PyTorch runs twice: f32, and with its Linear layers quantized by
+//! `torch.ao.quantization.quantize_dynamic` (qint8, fbgemm), what a PyTorch user chasing CPU
+//! throughput would run; candle (f32) is compared with both. Images: batches of 16 already-normalised 224×224 tensors (decoding excluded on both
 //! sides); kit weights for EfficientNet-Lite0/MobileNetV2 in candle, random weights elsewhere
 //! (speed does not depend on values). The PyTorch side is scripts/bench/bench_reference.py, run with
 //! `XMODAL_REF_PYTHON` (default ~/.cache/xmodal-ref/venv/bin/python; see that script's doc for
@@ -139,7 +141,7 @@ fn main() {
     let dev = Device::Cpu;
 
     let caps = captions(256);
-    let text_batch = 32;
+    const TEXT_BATCHES: [usize; 3] = [1, 8, 32];
     let mut jobs = vec![
         ImageJob {
             name: "efficientnet-lite0",
@@ -212,7 +214,7 @@ fn main() {
     let job = serde_json::json!({
         "threads": threads,
         "reps": reps,
-        "text": text.as_ref().map(|_| serde_json::json!({"model_dir": models.join("minilm-l6"), "captions": caps, "batch": text_batch})),
+        "text": text.as_ref().map(|_| serde_json::json!({"model_dir": models.join("minilm-l6"), "captions": caps, "batches": TEXT_BATCHES})),
         "images": jobs.iter().map(|j| serde_json::json!({"name": j.name, "arch": j.py_arch, "batch": j.batch, "reps": if j.name == "vgg16" { 1 } else { reps }})).collect::<Vec<_>>(),
     });
     let python = std::env::var("XMODAL_REF_PYTHON").unwrap_or_else(|_| {
@@ -223,14 +225,17 @@ fn main() {
     });
     let script = root.join("scripts/bench/bench_reference.py");
 
-    let mut candle: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut candle: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     let mut torch: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     let mut torch_version = String::from("not run");
     for round in 0..rounds {
         eprintln!("round {}/{rounds}: candle", round + 1);
-        if let Some(enc) = &text {
+        for (enc, &batch) in text
+            .iter()
+            .flat_map(|e| TEXT_BATCHES.iter().map(move |b| (e, b)))
+        {
             let batches: Vec<Vec<&str>> = caps
-                .chunks(text_batch)
+                .chunks(batch)
                 .map(|c| c.iter().map(String::as_str).collect())
                 .collect();
             let t = timed(reps, || {
@@ -239,7 +244,7 @@ fn main() {
                 }
             });
             candle
-                .entry("text")
+                .entry(format!("text-b{batch}"))
                 .or_default()
                 .push(t / batches.len() as f64);
         }
@@ -253,9 +258,12 @@ fn main() {
                 .reshape((j.batch, 3, 224, 224))
                 .unwrap();
             let r = if j.name == "vgg16" { 1 } else { reps };
-            candle.entry(j.name).or_default().push(timed(r, || {
-                m.features(&x).unwrap();
-            }));
+            candle
+                .entry(j.name.to_string())
+                .or_default()
+                .push(timed(r, || {
+                    m.features(&x).unwrap();
+                }));
         }
         eprintln!("round {}/{rounds}: pytorch ({python})", round + 1);
         let child = Command::new(&python)
@@ -297,31 +305,28 @@ fn main() {
     println!("\nencoder throughput, {threads} threads, candle vs {torch_version}; medians of {rounds} rounds x {reps} reps");
     println!("| workload | batch | candle items/s | PyTorch items/s | candle / PyTorch |");
     println!("|---|---|---|---|---|");
-    let batch_of = |name: &str| {
-        if name == "text" {
-            text_batch
-        } else {
-            jobs.iter()
-                .find(|j| j.name == name)
-                .map(|j| j.batch)
-                .unwrap_or(0)
-        }
-    };
-    for (name, times) in &candle {
-        let b = batch_of(name) as f64;
-        let c = b / median(times.clone());
-        let (p, ratio) = match torch.get(*name) {
+    let ratio_row = |label: &str, batch: usize, candle_times: &[f64], torch_key: &str| {
+        let b = batch as f64;
+        let c = b / median(candle_times.to_vec());
+        let (p, ratio) = match torch.get(torch_key) {
             Some(t) => {
                 let p = b / median(t.clone());
                 (format!("{p:.1}"), format!("{:.2}x", c / p))
             }
             None => ("-".into(), "-".into()),
         };
-        let label = if *name == "text" {
-            "MiniLM-L6 captions"
-        } else {
-            name
-        };
-        println!("| {label} | {} | {c:.1} | {p} | {ratio} |", b as usize);
+        println!("| {label} | {batch} | {c:.1} | {p} | {ratio} |");
+    };
+    if text.is_some() {
+        for precision in ["f32", "int8"] {
+            for batch in TEXT_BATCHES {
+                let label = format!("MiniLM-L6 captions vs PyTorch {precision}");
+                let times = &candle[&format!("text-b{batch}")];
+                ratio_row(&label, batch, times, &format!("text-{precision}-b{batch}"));
+            }
+        }
+    }
+    for j in &jobs {
+        ratio_row(j.name, j.batch, &candle[j.name], j.name);
     }
 }

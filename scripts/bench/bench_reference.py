@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch side of benches/encoders.rs: same weights, same inputs, same batch sizes.
 
-Reads a JSON job on stdin: {"threads": N, "reps": R, "text": {"model_dir", "captions", "batch"},
+Reads a JSON job on stdin: {"threads": N, "reps": R, "text": {"model_dir", "captions", "batches"},
 "images": [{"name", "arch", "weights" (kit dir or null), "batch"}]}. Prints one JSON object with
-seconds per batch (median of R timed reps after one warm-up) per workload.
+seconds per batch (median of R timed reps after one warm-up) per workload. Text runs twice per
+batch size: f32, and with the Linear layers quantized by `torch.ao.quantization.quantize_dynamic`
+(qint8, fbgemm), what a PyTorch user chasing CPU throughput would run.
 """
 import json
 import statistics
@@ -26,17 +28,22 @@ def timed(fn, reps):
 def text_bench(job, reps):
     from transformers import AutoModel, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(job["model_dir"])
-    model = AutoModel.from_pretrained(job["model_dir"]).eval()
-    caps, b = job["captions"], job["batch"]
-    batches = [caps[i:i + b] for i in range(0, len(caps), b)]
-
-    def run():
-        for batch in batches:
-            enc = tok(batch, padding=True, truncation=True, max_length=256, return_tensors="pt")
-            h = model(**enc).last_hidden_state
-            m = enc["attention_mask"].unsqueeze(-1).float()
-            (h * m).sum(1) / m.sum(1)
-    return timed(run, reps) / len(batches)
+    f32 = AutoModel.from_pretrained(job["model_dir"]).eval()
+    int8 = torch.ao.quantization.quantize_dynamic(
+        AutoModel.from_pretrained(job["model_dir"]).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    caps = job["captions"]
+    out = {}
+    for b in job["batches"]:
+        batches = [caps[i:i + b] for i in range(0, len(caps), b)]
+        for name, model in (("f32", f32), ("int8", int8)):
+            def run():
+                for batch in batches:
+                    enc = tok(batch, padding=True, truncation=True, max_length=256, return_tensors="pt")
+                    h = model(**enc).last_hidden_state
+                    m = enc["attention_mask"].unsqueeze(-1).float()
+                    (h * m).sum(1) / m.sum(1)
+            out[f"text-{name}-b{b}"] = timed(run, reps) / len(batches)
+    return out
 
 
 def image_model(arch, weights):
@@ -64,7 +71,7 @@ def main():
     torch.set_grad_enabled(False)
     out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     if job.get("text"):
-        out["text"] = text_bench(job["text"], job["reps"])
+        out.update(text_bench(job["text"], job["reps"]))
     for img in job.get("images", []):
         fn, module = image_model(img["arch"], img.get("weights"))
         module.eval()
