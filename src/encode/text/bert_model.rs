@@ -129,28 +129,36 @@ impl BertModel {
         })
     }
 
-    /// Token ids `[B, L]` (u32) and 0/1 attention mask `[B, L]` → last hidden state `[B, L, H]`.
+    /// Token ids `[B, L]` (u32) and 0/1 attention mask `[B, L]` → last hidden state `[B, L, H]`
+    /// (zeros at padded positions).
+    ///
+    /// Only real tokens go through the dense layers: a batch of captions is padded to its longest,
+    /// and every padded row would cost each projection as much as a word. Rows are packed to
+    /// `[T, H]` once, and spread back to `[B, L, ·]` only around attention (a copy, against a
+    /// matrix product per layer). Measured in benches/encoders.rs and scripts/bench/bench-serve.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         let (b, l) = ids.dims2()?;
         let device = ids.device();
-        let positions = Tensor::arange(0u32, l as u32, device)?;
+        let packing = Packing::new(&mask.flatten_all()?.to_vec1::<u32>()?, device)?;
+        let ids = ids.flatten_all()?.index_select(&packing.rows, 0)?;
+        let positions = Tensor::from_vec(packing.positions(l), packing.tokens, device)?;
         let x = self
             .word_embeddings
-            .forward(&ids.flatten_all()?)?
-            .reshape((b, l, self.hidden))?
-            .broadcast_add(&self.position_embeddings.forward(&positions)?)?
+            .forward(&ids)?
+            .add(&self.position_embeddings.forward(&positions)?)?
             .broadcast_add(&self.token_type_embeddings.forward(&Tensor::zeros(
                 1,
                 DType::U32,
                 device,
             )?)?)?;
-        let mut x = self
-            .embeddings_norm
-            .forward(&x.reshape((b * l, self.hidden))?)?;
+        let mut x = self.embeddings_norm.forward(&x)?;
         let mask = mask.to_dtype(DType::F32)?;
         for layer in &self.layers {
-            let qkv = layer.qkv.forward(&x)?.reshape((b, l, 3 * self.hidden))?;
+            let qkv = packing
+                .spread(&layer.qkv.forward(&x)?)?
+                .reshape((b, l, 3 * self.hidden))?;
             let context = self.attention(&qkv, &mask)?.reshape((b * l, self.hidden))?;
+            let context = context.index_select(&packing.rows, 0)?;
             let a = layer
                 .attention_norm
                 .forward(&(layer.attention_out.forward(&context)? + &x)?)?;
@@ -159,7 +167,7 @@ impl BertModel {
                 .output_norm
                 .forward(&(layer.output.forward(&i)? + &a)?)?;
         }
-        x.reshape((b, l, self.hidden))
+        packing.spread(&x)?.reshape((b, l, self.hidden))
     }
 
     fn attention(&self, qkv: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
@@ -192,5 +200,46 @@ fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
         x.contiguous()?.apply_op1_no_bwd(&Gelu)
     } else {
         x.gelu_erf()
+    }
+}
+
+/// Where the real tokens of a padded `[B, L]` batch are: packed row `t` is padded row `rows[t]`;
+/// padded row `r` reads packed row `from[r]`, or the zero row `T` when it is padding.
+struct Packing {
+    tokens: usize,
+    /// `[T]` padded row of each real token.
+    rows: Tensor,
+    row_list: Vec<u32>,
+    /// `[B·L]` packed row of each padded row (`T`: padding).
+    from: Tensor,
+}
+
+impl Packing {
+    fn new(mask: &[u32], device: &candle_core::Device) -> candle_core::Result<Self> {
+        let row_list: Vec<u32> = (0..mask.len() as u32)
+            .filter(|&r| mask[r as usize] != 0)
+            .collect();
+        let tokens = row_list.len();
+        let mut from = vec![tokens as u32; mask.len()];
+        for (t, &r) in row_list.iter().enumerate() {
+            from[r as usize] = t as u32;
+        }
+        Ok(Self {
+            tokens,
+            rows: Tensor::from_slice(&row_list, tokens, device)?,
+            from: Tensor::from_vec(from, mask.len(), device)?,
+            row_list,
+        })
+    }
+
+    /// Each real token's position in its sequence.
+    fn positions(&self, l: usize) -> Vec<u32> {
+        self.row_list.iter().map(|&r| r % l as u32).collect()
+    }
+
+    /// `[T, D]` → `[B·L, D]`, zeros at padding.
+    fn spread(&self, packed: &Tensor) -> candle_core::Result<Tensor> {
+        let zero = Tensor::zeros((1, packed.dim(1)?), packed.dtype(), packed.device())?;
+        Tensor::cat(&[packed, &zero], 0)?.index_select(&self.from, 0)
     }
 }
