@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The Python reference service for scripts/bench/bench-serve: what a Python team would write for the
-same job, on the same machine, weights and data. FastAPI + transformers/torch + hnswlib, one
-uvicorn worker, torch on the same thread count as xmodal.
+same job, on the same machine, weights and data. FastAPI + transformers/torch + hnswlib, run
+the way a competent Python team runs it for throughput: requests are micro-batched (an asyncio
+queue feeding one inference thread that takes everything queued, up to --max-batch), with
+--workers processes sharing one listening socket and --threads torch threads each, and, with
+--int8, BERT's Linear layers quantized by torch.ao.quantization.quantize_dynamic (qint8).
 
 Same data: the image and caption features come from xmodal's catalog (the `vectors` table that
 `xmodal serve` filled from the same extract), projected through the same trained heads
@@ -11,14 +14,18 @@ normalised; EfficientNet-Lite0 from the kit's converted weights, resize 256 / cr
 (x - 127) / 128. Same response shapes as ../shared/API.md (captions held in memory, which only
 favours the reference).
 
-Usage: bench_serve_reference.py --data-dir D --models-dir M --heads H --port P [--threads 2]
+Usage: bench_serve_reference.py --data-dir D --models-dir M --heads H --port P
+       [--workers 1] [--threads 2] [--max-batch 32] [--int8]
 """
 import argparse
+import asyncio
 import io
 import json
 import os
+import socket
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import hnswlib
 import numpy as np
@@ -106,11 +113,13 @@ def load():
     text_dir = os.path.join(ARGS.models_dir, "minilm-l6")
     STATE["tok"] = AutoTokenizer.from_pretrained(text_dir)
     STATE["text"] = AutoModel.from_pretrained(text_dir).eval()
+    if ARGS.int8:
+        STATE["text"] = torch.ao.quantization.quantize_dynamic(STATE["text"], {torch.nn.Linear}, dtype=torch.qint8)
     from efficientnet_lite_pytorch import EfficientNet
     eff = EfficientNet.from_name("efficientnet-lite0")
     eff.load_state_dict(load_file(os.path.join(ARGS.models_dir, "efficientnet-lite0", "model.safetensors")), strict=True)
     STATE["image"] = eff.eval()
-    print(f"reference ready: {len(image_keys)} images, {len(caption_keys)} captions indexed in {time.time() - t:.1f}s", flush=True)
+    print(f"reference ready (pid {os.getpid()}): {len(image_keys)} images, {len(caption_keys)} captions indexed in {time.time() - t:.1f}s", flush=True)
 
 
 app = FastAPI()
@@ -121,17 +130,48 @@ class TextQuery(BaseModel):
     k: int = 10
 
 
-@torch.inference_mode()  # grad mode is per thread, and FastAPI runs handlers on a pool
-def embed_text(text):
-    enc = STATE["tok"]([text], padding=True, truncation=True, max_length=256, return_tensors="pt")
+class MicroBatcher:
+    """Requests queue up while the model runs; the one inference thread then takes all of them
+    (up to max_batch) in one forward pass."""
+
+    def __init__(self, run_batch):
+        self.run_batch = run_batch
+        self.queue = None
+        self.thread = ThreadPoolExecutor(1)
+
+    async def submit(self, item):
+        if self.queue is None:
+            self.queue = asyncio.Queue()
+            asyncio.get_running_loop().create_task(self.loop())
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((item, future))
+        return await future
+
+    async def loop(self):
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < ARGS.max_batch and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                rows = await asyncio.get_running_loop().run_in_executor(
+                    self.thread, self.run_batch, [item for item, _ in batch])
+                for (_, future), row in zip(batch, rows):
+                    future.set_result(row)
+            except Exception as e:  # noqa: BLE001 - the batch's error goes to each request
+                for _, future in batch:
+                    future.set_exception(e)
+
+
+@torch.inference_mode()  # grad mode is per thread: the inference thread sets its own
+def embed_texts(texts):
+    enc = STATE["tok"](texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
     h = STATE["text"](**enc).last_hidden_state
     m = enc["attention_mask"].unsqueeze(-1).float()
     pooled = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
     return STATE["text_head"](pooled).numpy()
 
 
-@torch.inference_mode()
-def embed_image(data):
+def prepare_image(data):
     img = Image.open(io.BytesIO(data)).convert("RGB")
     w, h = img.size
     s = 256 / min(w, h)
@@ -139,10 +179,18 @@ def embed_image(data):
     w, h = img.size
     left, top = (w - 224) // 2, (h - 224) // 2
     img = img.crop((left, top, left + 224, top + 224))
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
-    x = (x - 127.0) / 128.0
-    f = STATE["image"].extract_features(x).mean((2, 3))
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)
+    return (x - 127.0) / 128.0
+
+
+@torch.inference_mode()
+def embed_images(tensors):
+    f = STATE["image"].extract_features(torch.stack(tensors)).mean((2, 3))
     return STATE["image_head"](f).numpy()
+
+
+TEXT_BATCHER = MicroBatcher(embed_texts)
+IMAGE_BATCHER = MicroBatcher(embed_images)
 
 
 @app.get("/health")
@@ -151,11 +199,11 @@ def health():
 
 
 @app.post("/v1/search/text")
-def search_text(q: TextQuery):
+async def search_text(q: TextQuery):
     t = time.perf_counter()
     if not q.query.strip() or not 1 <= q.k <= 1000:
         raise HTTPException(422, "bad query")
-    labels, dist = STATE["images"].knn_query(embed_text(q.query), k=q.k)
+    labels, dist = STATE["images"].knn_query(await TEXT_BATCHER.submit(q.query), k=q.k)
     results = []
     for rank, (l, d) in enumerate(zip(labels[0], dist[0]), start=1):
         image_id = STATE["image_keys"][l]
@@ -168,10 +216,11 @@ def search_text(q: TextQuery):
 async def search_image(request: Request, k: int = 10):
     t = time.perf_counter()
     data = await request.body()
-    try:
-        q = embed_image(data)
+    try:  # decoding runs on the default thread pool, beside the inference thread
+        x = await asyncio.get_running_loop().run_in_executor(None, prepare_image, data)
     except Exception as e:  # noqa: BLE001 - a reference: any decode failure is the client's
         raise HTTPException(400, str(e))
+    q = await IMAGE_BATCHER.submit(x)
     labels, dist = STATE["captions_index"].knn_query(q, k=k)
     results = []
     for rank, (l, d) in enumerate(zip(labels[0], dist[0]), start=1):
@@ -188,10 +237,25 @@ def main():
     p.add_argument("--models-dir", required=True)
     p.add_argument("--heads", required=True)
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="torch threads per worker")
+    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--int8", action="store_true")
     ARGS = p.parse_args()
+    # one listening socket, inherited by every worker (gunicorn's pre-fork model)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # accepted connections inherit this: h11 writes a response's head and body separately, and
+    # without it the body waits for the client's delayed ACK (~40 ms per keep-alive request)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", ARGS.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    for _ in range(ARGS.workers - 1):
+        if os.fork() == 0:
+            break
     load()
-    uvicorn.run(app, host="127.0.0.1", port=ARGS.port, log_level="warning", workers=1)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -1,26 +1,35 @@
 #!/usr/bin/env python3
 """Helpers shared by scripts/bench/bench-serve and scripts/bench/bench-replicas (stdlib only).
 
-  bench_wrk.py lua SYNTH_DIR OUT_DIR      wrk scripts with rotating queries: text.lua (captions of
-                                          200 test scenes), image.lua (32 test scene files)
+  bench_wrk.py lua SYNTH_DIR OUT_DIR      wrk scripts with rotating queries: text.lua (the distinct
+                                          captions of the test scenes, up to 5000, shuffled),
+                                          zipf.lua (50000 draws from them, Zipf s=1: a real query
+                                          stream's repeats), image.lua (32 test scene files)
   bench_wrk.py serve-report WORK IMAGES SECONDS
   bench_wrk.py replicas-report WORK IMAGES SECONDS
 """
 import json
 import os
+import random
 import re
 import sys
 
 
 def write_lua(src, out):
     rows = [json.loads(l) for l in open(os.path.join(src, "dataset.jsonl"))]
-    test = [r for r in rows if r.get("split") == "test"][:200]
-    queries = [r["captions"][0] for r in test]
+    test = [r for r in rows if r.get("split") == "test"]
+    rng = random.Random(7)
+    queries = sorted({c for r in test for c in r["captions"]})
+    rng.shuffle(queries)
+    queries = queries[:5000]
+    weights = [1 / rank for rank in range(1, len(queries) + 1)]
+    zipf = rng.choices(queries, weights, k=50000)
     images = [r["image"] if os.path.isabs(r["image"]) else os.path.join(src, r["image"]) for r in test[:32]]
-    with open(os.path.join(out, "text.lua"), "w") as f:
-        f.write("local q = {" + ",".join(json.dumps(json.dumps({"query": q, "k": 10})) for q in queries) + "}\n")
-        f.write('local i = 0\nwrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
-        f.write('request = function()\n  i = i % #q + 1\n  return wrk.format(nil, "/v1/search/text", nil, q[i])\nend\n')
+    for name, stream in (("text", queries), ("zipf", zipf)):
+        with open(os.path.join(out, f"{name}.lua"), "w") as f:
+            f.write("local q = {" + ",".join(json.dumps(json.dumps({"query": q, "k": 10})) for q in stream) + "}\n")
+            f.write('local i = 0\nwrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
+            f.write('request = function()\n  i = i % #q + 1\n  return wrk.format(nil, "/v1/search/text", nil, q[i])\nend\n')
     with open(os.path.join(out, "image.lua"), "w") as f:
         f.write("local files = {" + ",".join(json.dumps(p) for p in images) + "}\nlocal bodies = {}\n")
         f.write('for n, p in ipairs(files) do local h = io.open(p, "rb"); bodies[n] = h:read("*a"); h:close() end\n')
@@ -50,8 +59,12 @@ def parse(path):
 
 
 def rss(work, name):
+    """VmHWM/VmRSS summed over the server's processes (a pre-fork server has several)."""
     t = open(os.path.join(work, f"{name}-rss.txt")).read()
-    return {k: int(v) / 1024 for k, v in re.findall(r"(\w+):\s+(\d+) kB", t)}
+    out = {}
+    for k, v in re.findall(r"(\w+):\s+(\d+) kB", t):
+        out[k] = out.get(k, 0) + int(v) / 1024
+    return out
 
 
 def problems(label, r):
@@ -60,20 +73,50 @@ def problems(label, r):
     return []
 
 
+REFERENCE_LABELS = {
+    "ref-1x2": "FastAPI + torch f32, micro-batched, 1 worker × 2 threads",
+    "ref-2x1": "FastAPI + torch f32, micro-batched, 2 workers × 1 thread",
+    "ref-1x2-int8": "same, 1 × 2, Linear layers int8 (quantize_dynamic)",
+}
+
+
 def serve_report(work, images, secs):
-    print(f"\n{images} images, {secs}s per run, loopback, wrk with rotating queries\n")
-    print("| workload | concurrency | xmodal p50 ms | xmodal p99 ms | xmodal req/s | reference p50 ms | reference p99 ms | reference req/s | throughput ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    """One table of every server, then xmodal's ratios against the best f32 reference (the
+    better caption → images throughput at c32) and against the int8 one."""
+    names = ["xmodal"] + [n for n in REFERENCE_LABELS if os.path.exists(os.path.join(work, f"{n}-rss.txt"))]
+    runs = {(n, kind, c): parse(os.path.join(work, f"{n}-{kind}-{c}.txt"))
+            for n in names for kind in ("text", "image") for c in (1, 32)}
+    print(f"\n{images} images, {secs}s per run, loopback, wrk with rotating queries (query cache off)\n")
+    print("| server | caption→images c1 req/s | c1 p50 / p99 ms | c32 req/s | c32 p50 / p99 ms "
+          "| image→captions c1 req/s | c1 p50 / p99 ms | c32 req/s | c32 p50 / p99 ms | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     notes = []
-    for kind, label in [("text", "caption → images"), ("image", "image → captions")]:
-        for c in (1, 32):
-            x = parse(os.path.join(work, f"xmodal-{kind}-{c}.txt"))
-            r = parse(os.path.join(work, f"reference-{kind}-{c}.txt"))
-            print(f"| {label} | {c} | {x['p50']:.2f} | {x['p99']:.2f} | {x['rps']:.1f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['rps']:.1f} | {x['rps'] / r['rps']:.2f}× |")
-            notes += problems(f"xmodal {kind} c={c}", x) + problems(f"reference {kind} c={c}", r)
-    xr, rr = rss(work, "xmodal"), rss(work, "reference")
-    print(f"\npeak RSS (VmHWM): xmodal {xr['VmHWM']:.0f} MiB, reference {rr['VmHWM']:.0f} MiB; "
-          f"after the runs (VmRSS): xmodal {xr['VmRSS']:.0f} MiB, reference {rr['VmRSS']:.0f} MiB")
+    for n in names:
+        cells = []
+        for kind in ("text", "image"):
+            for c in (1, 32):
+                r = runs[(n, kind, c)]
+                cells += [f"{r['rps']:.1f}", f"{r['p50']:.1f} / {r['p99']:.1f}"]
+                notes += problems(f"{n} {kind} c={c}", r)
+        label = "xmodal" if n == "xmodal" else REFERENCE_LABELS[n]
+        print(f"| {label} | " + " | ".join(cells) + f" | {rss(work, n)['VmHWM']:.0f} |")
+    f32 = [n for n in names if n.startswith("ref-") and not n.endswith("int8")]
+    if f32:
+        best = max(f32, key=lambda n: runs[(n, "text", 32)]["rps"])
+        print(f"\nratios of xmodal to the best f32 reference ({best}: {REFERENCE_LABELS[best]})")
+        for ref in [best] + [n for n in names if n.endswith("int8")]:
+            t32 = runs[("xmodal", "text", 32)]["rps"] / runs[(ref, "text", 32)]["rps"]
+            i32 = runs[("xmodal", "image", 32)]["rps"] / runs[(ref, "image", 32)]["rps"]
+            p50 = runs[("xmodal", "text", 1)]["p50"] / runs[(ref, "text", 1)]["p50"]
+            mem = rss(work, "xmodal")["VmHWM"] / rss(work, ref)["VmHWM"]
+            print(f"- vs {ref}: caption→images c32 throughput {t32:.2f}×, image→captions c32 {i32:.2f}×, "
+                  f"caption→images c1 p50 {p50:.2f}×, peak RSS {mem:.2f}×")
+    zipf = {m: os.path.join(work, f"xmodal-zipf-{m}.txt") for m in ("off", "on")}
+    if all(os.path.exists(p) for p in zipf.values()):
+        off, on = parse(zipf["off"]), parse(zipf["on"])
+        hits = open(os.path.join(work, "xmodal-zipf-hits.txt")).read().strip()
+        print(f"\nquery cache (Zipf s=1 stream, c32): off {off['rps']:.1f} req/s (p50 {off['p50']:.1f} ms), "
+              f"on {on['rps']:.1f} req/s (p50 {on['p50']:.1f} ms), {on['rps'] / off['rps']:.2f}×; {hits}")
     for n in notes:
         print("note:", n)
 
