@@ -51,6 +51,14 @@ pub struct ServeArgs {
     /// Largest image-encoder batch (CNN activations grow with it; throughput does not).
     #[arg(long, env = "XMODAL_MAX_IMAGE_BATCH", default_value_t = BatchConfig::default().max_image_batch)]
     pub max_image_batch: usize,
+    /// Text encoder workers, each on its share of the cores (2 on 2 cores: two single-threaded
+    /// passes beat one pass split across both; see README's "Serving under load").
+    #[arg(long, env = "XMODAL_TEXT_WORKERS", default_value_t = BatchConfig::default().text_workers)]
+    pub text_workers: usize,
+    /// Image encoder workers, the same way (each holds one batch's activations; 1 measured
+    /// best on 2 cores).
+    #[arg(long, env = "XMODAL_IMAGE_WORKERS", default_value_t = BatchConfig::default().image_workers)]
+    pub image_workers: usize,
     /// How long an encoder waits to fill a batch, in milliseconds (0: batch whatever queued
     /// while the previous batch ran; measured best on CPU).
     #[arg(long, env = "XMODAL_MAX_WAIT_MS", default_value_t = BatchConfig::default().max_wait.as_millis() as u64)]
@@ -129,6 +137,8 @@ impl ServeArgs {
                 max_batch: self.max_batch,
                 max_image_batch: self.max_image_batch,
                 max_wait: Duration::from_millis(self.max_wait_ms),
+                text_workers: self.text_workers.max(1),
+                image_workers: self.image_workers.max(1),
                 ..Default::default()
             },
             device: device.open()?,
