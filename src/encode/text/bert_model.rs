@@ -139,13 +139,12 @@ impl BertModel {
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         let (b, l) = ids.dims2()?;
         let device = ids.device();
-        let packing = Packing::new(&mask.flatten_all()?.to_vec1::<u32>()?, device)?;
+        let packing = Packing::new(&mask.flatten_all()?.to_vec1::<u32>()?, l, device)?;
         let ids = ids.flatten_all()?.index_select(&packing.rows, 0)?;
-        let positions = Tensor::from_vec(packing.positions(l), packing.tokens, device)?;
         let x = self
             .word_embeddings
             .forward(&ids)?
-            .add(&self.position_embeddings.forward(&positions)?)?
+            .add(&self.position_embeddings.forward(&packing.positions)?)?
             .broadcast_add(&self.token_type_embeddings.forward(&Tensor::zeros(
                 1,
                 DType::U32,
@@ -206,35 +205,30 @@ fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
 /// Where the real tokens of a padded `[B, L]` batch are: packed row `t` is padded row `rows[t]`;
 /// padded row `r` reads packed row `from[r]`, or the zero row `T` when it is padding.
 struct Packing {
-    tokens: usize,
     /// `[T]` padded row of each real token.
     rows: Tensor,
-    row_list: Vec<u32>,
+    /// `[T]` each real token's position in its sequence.
+    positions: Tensor,
     /// `[B·L]` packed row of each padded row (`T`: padding).
     from: Tensor,
 }
 
 impl Packing {
-    fn new(mask: &[u32], device: &candle_core::Device) -> candle_core::Result<Self> {
-        let row_list: Vec<u32> = (0..mask.len() as u32)
+    /// `mask`: the `[B, L]` 0/1 mask, flattened; `l`: the padded length.
+    fn new(mask: &[u32], l: usize, device: &candle_core::Device) -> candle_core::Result<Self> {
+        let rows: Vec<u32> = (0..mask.len() as u32)
             .filter(|&r| mask[r as usize] != 0)
             .collect();
-        let tokens = row_list.len();
-        let mut from = vec![tokens as u32; mask.len()];
-        for (t, &r) in row_list.iter().enumerate() {
+        let mut from = vec![rows.len() as u32; mask.len()];
+        for (t, &r) in rows.iter().enumerate() {
             from[r as usize] = t as u32;
         }
+        let positions: Vec<u32> = rows.iter().map(|&r| r % l as u32).collect();
         Ok(Self {
-            tokens,
-            rows: Tensor::from_slice(&row_list, tokens, device)?,
+            positions: Tensor::from_vec(positions, rows.len(), device)?,
+            rows: Tensor::from_vec(rows.clone(), rows.len(), device)?,
             from: Tensor::from_vec(from, mask.len(), device)?,
-            row_list,
         })
-    }
-
-    /// Each real token's position in its sequence.
-    fn positions(&self, l: usize) -> Vec<u32> {
-        self.row_list.iter().map(|&r| r % l as u32).collect()
     }
 
     /// `[T, D]` → `[B·L, D]`, zeros at padding.
