@@ -75,7 +75,7 @@ async fn demo_starts_from_nothing_and_restarts_reusing_everything() {
         .await
         .unwrap();
     assert_eq!(
-        ready["images"], 16,
+        ready["images"], 45,
         "the demo serves the gallery of real photos"
     );
     // both heads are served and can be chosen per request
@@ -110,7 +110,7 @@ async fn demo_starts_from_nothing_and_restarts_reusing_everything() {
 
     let (base, second, out, mut child) = start_demo(&data);
     assert!(
-        out.contains("reusing heads/synth-hardest") && out.contains("unchanged 16"),
+        out.contains("reusing heads/synth-hardest") && out.contains("unchanged 45"),
         "{out}"
     );
     assert!(

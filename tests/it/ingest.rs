@@ -290,10 +290,10 @@ async fn the_demo_gallery_ingests_every_real_photo() {
     )
     .await
     .unwrap();
-    assert_eq!((report.inserted, report.skipped.len()), (16, 0), "{report}");
+    assert_eq!((report.inserted, report.skipped.len()), (45, 0), "{report}");
     assert_eq!(
         cat.captions(&ImageFilter::default()).await.unwrap().len(),
-        80
+        225
     );
     let cat_photo = cat
         .image(&ImageId::new("chelsea").unwrap())

