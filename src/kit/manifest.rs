@@ -73,6 +73,27 @@ pub struct Preprocess {
     pub crop: u32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// The resize filter of the model's reference eval transform. Left out of the manifest (and
+    /// of feature-set ids) when bilinear, so ids from before the field existed stay valid.
+    #[serde(default, skip_serializing_if = "Resample::is_bilinear")]
+    pub resample: Resample,
+}
+
+/// PIL's antialiased resize filters, as the reference eval transforms use them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resample {
+    /// torchvision's models.
+    #[default]
+    Bilinear,
+    /// EfficientNet's eval transform (PIL's bicubic is Catmull-Rom, a = -0.5).
+    Bicubic,
+}
+
+impl Resample {
+    fn is_bilinear(&self) -> bool {
+        *self == Self::Bilinear
+    }
 }
 
 impl Default for Preprocess {
@@ -82,6 +103,7 @@ impl Default for Preprocess {
             crop: 224,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
+            resample: Resample::Bilinear,
         }
     }
 }
@@ -308,4 +330,30 @@ fn sniff_image_architecture(path: &Path) -> Result<Option<Architecture>, Manifes
     } else {
         None
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bilinear stays out of the JSON (feature-set ids made before `resample` existed stay
+    /// valid); bicubic is written and read back; a manifest without the field means bilinear.
+    #[test]
+    fn resample_is_recorded_only_when_not_bilinear() {
+        let bilinear = serde_json::to_value(Preprocess::default()).unwrap();
+        assert!(bilinear.get("resample").is_none(), "{bilinear}");
+        let bicubic = Preprocess {
+            resample: Resample::Bicubic,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&bicubic).unwrap();
+        assert_eq!(json["resample"], "bicubic");
+        assert_eq!(serde_json::from_value::<Preprocess>(json).unwrap(), bicubic);
+        assert_eq!(
+            serde_json::from_value::<Preprocess>(bilinear)
+                .unwrap()
+                .resample,
+            Resample::Bilinear
+        );
+    }
 }

@@ -6,7 +6,7 @@
 pub mod fetch;
 pub mod manifest;
 
-pub use manifest::{Architecture, Manifest, ManifestError, Modality, Preprocess};
+pub use manifest::{Architecture, Manifest, ManifestError, Modality, Preprocess, Resample};
 
 use std::path::{Path, PathBuf};
 

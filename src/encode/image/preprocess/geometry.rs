@@ -1,6 +1,6 @@
 //! Where the model's input and thumbnails come from in the stored image: torchvision's resize +
 //! centre crop as a box in source pixels, the EXIF orientation mapped onto it, and the resampling
-//! of only that box (fast_image_resize, PIL's antialiased bilinear).
+//! of only that box (fast_image_resize, PIL's antialiased bilinear or bicubic, per the model).
 
 use fast_image_resize::{
     images::{Image, ImageRef},
@@ -9,7 +9,7 @@ use fast_image_resize::{
 use image::{metadata::Orientation, RgbImage};
 
 use super::decode::{orient, rotates, Decoded};
-use crate::kit::Preprocess;
+use crate::kit::{Preprocess, Resample};
 
 /// A box `(left, top, width, height)` in source pixels (fractional).
 pub(super) type SourceBox = (f64, f64, f64, f64);
@@ -32,7 +32,7 @@ impl Decoded {
         let (crop, upright_box) = crop_window(uw, uh, p);
         let stored_box = self.to_stored_box(upright_box);
         orient(
-            resample(&self.stored, (crop, crop), stored_box),
+            resample(&self.stored, (crop, crop), stored_box, p.resample),
             self.orientation,
         )
     }
@@ -53,7 +53,10 @@ impl Decoded {
             (tw, th)
         };
         let whole = (0.0, 0.0, sw as f64, sh as f64);
-        orient(resample(&self.stored, out, whole), self.orientation)
+        orient(
+            resample(&self.stored, out, whole, Resample::Bilinear),
+            self.orientation,
+        )
     }
 
     /// The whole image, upright (a full-size copy when it is rotated).
@@ -111,25 +114,34 @@ pub(super) fn crop_window(w: u32, h: u32, p: &Preprocess) -> (u32, SourceBox) {
     (crop, source_box)
 }
 
-/// Resize so the shorter side is `resize` (PIL's antialiased bilinear), then take the centre
+/// Resize so the shorter side is `resize` (PIL's antialiased filter `p.resample`), then take the centre
 /// `crop`×`crop` square. Only the crop's pixels are computed, so the work and memory are those of
 /// a `crop`×`crop` output for any shape.
 pub fn resize_and_crop(img: &RgbImage, p: &Preprocess) -> RgbImage {
     let (crop, source_box) = crop_window(img.width(), img.height(), p);
-    resample(img, (crop, crop), source_box)
+    resample(img, (crop, crop), source_box, p.resample)
 }
 
-/// A source box of `img` resampled (PIL's antialiased bilinear) to `out` pixels, at the sample
+/// A source box of `img` resampled (PIL's antialiased `filter`) to `out` pixels, at the sample
 /// positions the whole image's resize would use. fast_image_resize runs the vertical pass first
 /// for 8-bit pixels: its intermediate is the box's source columns × `out.1` rows.
-pub(super) fn resample(img: &RgbImage, out: (u32, u32), source_box: SourceBox) -> RgbImage {
+pub(super) fn resample(
+    img: &RgbImage,
+    out: (u32, u32),
+    source_box: SourceBox,
+    filter: Resample,
+) -> RgbImage {
     let (w, h) = img.dimensions();
     let src = ImageRef::new(w, h, img.as_raw(), PixelType::U8x3)
         .expect("an RgbImage's buffer is w*h*3 bytes");
     let mut dst = Image::new(out.0, out.1, PixelType::U8x3);
     let (left, top, bw, bh) = source_box;
     let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .resize_alg(ResizeAlg::Convolution(match filter {
+            Resample::Bilinear => FilterType::Bilinear,
+            // PIL's BICUBIC is the a = -0.5 cubic, which is Catmull-Rom
+            Resample::Bicubic => FilterType::CatmullRom,
+        }))
         .crop(left, top, bw, bh);
     let mut resizer = Resizer::new();
     if crate::simd::portable_only() {

@@ -14,7 +14,7 @@ use super::{
     geometry::{py_round, resample},
     *,
 };
-use crate::kit::Preprocess;
+use crate::kit::{Preprocess, Resample};
 
 fn png(img: &DynamicImage) -> Vec<u8> {
     let mut out = Vec::new();
@@ -126,15 +126,27 @@ fn resize_and_crop_follow_torchvision_sizes() {
 /// resampler) and then cropping, for both orientations and odd margins.
 #[test]
 fn the_crop_window_equals_resizing_everything_then_cropping() {
-    let p = Preprocess::default();
-    for (w, h) in [(640, 480), (300, 451), (257, 900), (33, 17), (500, 500)] {
+    for (w, h, filter) in [
+        (640, 480, Resample::Bilinear),
+        (300, 451, Resample::Bilinear),
+        (257, 900, Resample::Bilinear),
+        (33, 17, Resample::Bilinear),
+        (500, 500, Resample::Bilinear),
+        (640, 480, Resample::Bicubic),
+        (257, 900, Resample::Bicubic),
+        (33, 17, Resample::Bicubic),
+    ] {
+        let p = Preprocess {
+            resample: filter,
+            ..Default::default()
+        };
         let img = noise(w, h);
         let (nw, nh) = if w <= h {
             (256, 256 * h / w)
         } else {
             (256 * w / h, 256)
         };
-        let full = resample(&img, (nw, nh), (0.0, 0.0, w as f64, h as f64));
+        let full = resample(&img, (nw, nh), (0.0, 0.0, w as f64, h as f64), p.resample);
         let left = py_round((nw - 224) as f64 / 2.0);
         let top = py_round((nh - 224) as f64 / 2.0);
         let expected = image::imageops::crop_imm(&full, left, top, 224, 224).to_image();
@@ -146,7 +158,13 @@ fn the_crop_window_equals_resizing_everything_then_cropping() {
             .map(|(a, b)| a.abs_diff(*b))
             .max()
             .unwrap();
-        assert!(max <= 1, "{w}x{h}: max difference {max} levels");
+        // fixed-point rounding of the window's first taps; the cubic's negative lobes double
+        // it on pure noise
+        let allowed = if filter == Resample::Bicubic { 2 } else { 1 };
+        assert!(
+            max <= allowed,
+            "{w}x{h} {filter:?}: max difference {max} levels"
+        );
     }
 }
 
