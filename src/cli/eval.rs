@@ -41,7 +41,7 @@ pub struct Selection {
     #[arg(long)]
     pub all_splits: bool,
     /// Zero-shot: how many top ImageNet classes place an image.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = crate::heads::conse::DEFAULT_TOP)]
     pub top: usize,
 }
 

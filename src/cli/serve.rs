@@ -64,7 +64,7 @@ pub struct ServeArgs {
     #[arg(long, env = "XMODAL_MAX_WAIT_MS", default_value_t = BatchConfig::default().max_wait.as_millis() as u64)]
     pub max_wait_ms: u64,
     /// Zero-shot head: top ImageNet classes per image.
-    #[arg(long, env = "XMODAL_ZERO_SHOT_TOP", default_value_t = 10)]
+    #[arg(long, env = "XMODAL_ZERO_SHOT_TOP", default_value_t = crate::heads::conse::DEFAULT_TOP)]
     pub zero_shot_top: usize,
     /// A folder of photos to index (recursively: JPEG, PNG, WebP) and serve, rescanned at
     /// start-up; files stay where they are.

@@ -7,7 +7,9 @@ use std::path::Path;
 use candle_core::Device;
 use sha2::{Digest, Sha256};
 
-use super::{ConSE, HeadsError, Projector, TrainedHeads, HEADS_CONFIG, HEADS_WEIGHTS};
+use super::{
+    conse::ClassText, ConSE, HeadsError, Projector, TrainedHeads, HEADS_CONFIG, HEADS_WEIGHTS,
+};
 use crate::features::encoders::Encoders;
 
 /// What `--heads` calls the zero-shot head.
@@ -37,12 +39,13 @@ pub fn open(
             .classifier()
             .cloned()
             .ok_or(HeadsError::NoClassifier)?;
-        let conse = ConSE::new(classifier, &encoders.text, zero_shot_top)
+        let class_text = ClassText::NameAndGloss;
+        let conse = ConSE::new(classifier, &encoders.text, zero_shot_top, class_text)
             .map_err(|e| HeadsError::ZeroShot(Box::new(e)))?;
         return Ok(OpenedHeads {
             name: ZERO_SHOT.to_string(),
             projector: Projector::ZeroShot(Box::new(conse)),
-            id: format!("conse:top{zero_shot_top}"),
+            id: format!("conse:{}:top{zero_shot_top}", class_text.tag()),
         });
     }
     let dir = Path::new(heads);
