@@ -168,6 +168,25 @@ fn the_crop_window_equals_resizing_everything_then_cropping() {
     }
 }
 
+/// The generated benchmark renders 256 × 256 scenes: resizing them to 256 is the identity with
+/// either filter, so moving a model to bicubic leaves the trained heads' features unchanged.
+#[test]
+fn a_256_square_crop_is_the_same_with_either_filter() {
+    let img = noise(256, 256);
+    let crop = |resample| {
+        resize_and_crop(
+            &img,
+            &Preprocess {
+                resample,
+                ..Default::default()
+            },
+        )
+    };
+    let expected = image::imageops::crop_imm(&img, 16, 16, 224, 224).to_image();
+    assert!(crop(Resample::Bilinear) == expected);
+    assert!(crop(Resample::Bicubic) == expected);
+}
+
 #[test]
 fn python_rounding_for_crop_offsets() {
     assert_eq!(py_round(0.5), 0);
