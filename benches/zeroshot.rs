@@ -1,7 +1,8 @@
 //! Zero-shot retrieval quality on the demo gallery's held-out captions, against a plain ConSE in
 //! PyTorch, in one invocation.
 //!
-//! `cargo bench --bench zeroshot [-- --split held-out|tuning]` (or scripts/bench/bench-zeroshot)
+//! `cargo bench --bench zeroshot [-- --split held-out|tuning] [--misses]` (or
+//! scripts/bench/bench-zeroshot); `--misses` lists the captions whose photo (c) ranks below 3rd.
 //!
 //! The gallery (45 real photos from pinned wheels and Debian's opencv-doc, 5 captions each that we
 //! wrote) splits its captions in two before any tuning (`held_out` in models/gallery.jsonl: caption
@@ -48,6 +49,8 @@ struct Scores {
 
 struct Row {
     name: String,
+    /// Caption → image: the rank of each caption's photo (empty for the reference).
+    t2i_ranks: Vec<usize>,
     t2i: Scores,
     i2t: Scores,
 }
@@ -86,8 +89,10 @@ fn xmodal_row(
         .unwrap()
         .to_vec2()
         .unwrap();
-    let curve = Ranks::of(&s, text_image).recall_curve(5);
+    let ranks = Ranks::of(&s, text_image);
+    let curve = ranks.recall_curve(5);
     Row {
+        t2i_ranks: ranks.t2i.iter().map(|r| r[0]).collect(),
         name: name.to_string(),
         t2i: scores_of(&curve.t2i),
         i2t: scores_of(&curve.i2t),
@@ -126,6 +131,7 @@ fn reference_row(root: &std::path::Path, models: &std::path::Path) -> Option<Row
     };
     Some(Row {
         name: "(a) PyTorch plain ConSE (Lite0 bicubic, 1 template, T=10)".into(),
+        t2i_ranks: Vec::new(),
         t2i: dir("t2i"),
         i2t: dir("i2t"),
     })
@@ -136,6 +142,7 @@ fn main() {
     let held_out = !args
         .windows(2)
         .any(|w| w[0] == "--split" && w[1] == "tuning");
+    let misses = args.iter().any(|a| a == "--misses");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let models = std::env::var("XMODAL_MODELS_DIR")
         .map(PathBuf::from)
@@ -223,6 +230,17 @@ fn main() {
             r.i2t.top3
         )
         .unwrap();
+    }
+    if misses {
+        let c = rows.last().unwrap();
+        writeln!(out, "\n(c) caption → image, photo ranked below 3rd:").unwrap();
+        for (t, &rank) in c.t2i_ranks.iter().enumerate() {
+            if rank > 3 {
+                let photo = &photos[text_image[t]];
+                let id = photo.image.trim_start_matches("images/");
+                writeln!(out, "  {rank:>3}  {id:<24} {}", captions[t]).unwrap();
+            }
+        }
     }
     if let (Some(a), Some(c)) = (rows.first(), rows.last()) {
         if a.name.starts_with("(a)") {
