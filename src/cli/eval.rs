@@ -72,7 +72,14 @@ pub(super) async fn load_evaluation(
     let enc = selection
         .encoders
         .load(models_dir, &data.features(), &device)?;
-    let projector = crate::heads::open(&selection.heads, &enc, selection.top, &device)?.projector;
+    let projector = crate::heads::open(
+        &selection.heads,
+        &enc,
+        selection.top,
+        &data.features(),
+        &device,
+    )?
+    .projector;
     let set = PairedSet::load(
         catalog,
         &selection.filter(),

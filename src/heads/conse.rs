@@ -17,6 +17,9 @@ use crate::encode::{l2_normalize, EncodeError, TextEncoder};
 /// ImageNet-1k class names in class-index order (torchvision's list; scripts/fixtures/make_imagenet_classes.py).
 pub const IMAGENET_CLASSES: &str = include_str!("../../models/imagenet_classes.txt");
 
+/// ImageNet-1k: the classifier's outputs and the class texts' lines.
+pub const CLASSES: usize = 1000;
+
 /// WordNet's gloss of each class, in class-index order (scripts/fixtures/make_imagenet_definitions.py).
 pub const IMAGENET_GLOSSES: &str = include_str!("../../models/imagenet_definitions.txt");
 
@@ -60,21 +63,21 @@ impl ConSE {
         top: usize,
         class_text: ClassText,
     ) -> Result<Self, EncodeError> {
-        let names = IMAGENET_CLASSES.lines();
-        let mut class_embeddings =
-            encode_all(text, names.clone().map(|n| PROMPT.replace("{}", n)))?;
-        if class_text == ClassText::NameAndGloss {
-            let described = names
-                .zip(IMAGENET_GLOSSES.lines())
-                .map(|(name, gloss)| format!("{name}: {gloss}"));
-            class_embeddings = (class_embeddings + encode_all(text, described)?)?;
-        }
-        let class_embeddings = l2_normalize(&class_embeddings)?;
-        Ok(Self {
+        Ok(Self::with_class_embeddings(
+            classifier,
+            class_embeddings(text, class_text)?,
+            top,
+        ))
+    }
+
+    /// From class embeddings already made (`[1000, text_dims]`, L2-normalised), e.g. read back by
+    /// [`super::class_cache`].
+    pub fn with_class_embeddings(classifier: Linear, class_embeddings: Tensor, top: usize) -> Self {
+        Self {
             classifier,
             class_embeddings,
             top: top.max(1),
-        })
+        }
     }
 
     pub fn top(&self) -> usize {
@@ -127,6 +130,30 @@ impl ConSE {
     pub fn texts(&self, features: &Tensor) -> candle_core::Result<Tensor> {
         l2_normalize(features)
     }
+}
+
+/// Every class's text embedding, `[1000, text_dims]`, L2-normalised.
+pub fn class_embeddings(text: &TextEncoder, class_text: ClassText) -> Result<Tensor, EncodeError> {
+    let names = IMAGENET_CLASSES.lines();
+    let mut embeddings = encode_all(text, names.clone().map(|n| PROMPT.replace("{}", n)))?;
+    if class_text == ClassText::NameAndGloss {
+        let described = names
+            .zip(IMAGENET_GLOSSES.lines())
+            .map(|(name, gloss)| format!("{name}: {gloss}"));
+        embeddings = (embeddings + encode_all(text, described)?)?;
+    }
+    Ok(l2_normalize(&embeddings)?)
+}
+
+/// What the class embeddings are made from: a cache of them is valid only for the same texts.
+pub fn class_texts_hash(class_text: ClassText) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [PROMPT, class_text.tag(), IMAGENET_CLASSES, IMAGENET_GLOSSES] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    format!("{:x}", h.finalize())
 }
 
 /// The L2-normalised embeddings of `texts`, `[n, text_dims]`, encoded 64 at a time.

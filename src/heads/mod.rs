@@ -2,6 +2,7 @@
 //! high. Trained MLP pairs (`train`) or the zero-shot ConSE head; both answer the same questions.
 //! `open` turns a `--heads` value into a projector.
 
+pub mod class_cache;
 pub mod conse;
 pub mod mlp;
 mod open;

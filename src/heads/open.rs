@@ -8,7 +8,8 @@ use candle_core::Device;
 use sha2::{Digest, Sha256};
 
 use super::{
-    conse::ClassText, ConSE, HeadsError, Projector, TrainedHeads, HEADS_CONFIG, HEADS_WEIGHTS,
+    class_cache, conse::ClassText, ConSE, HeadsError, Projector, TrainedHeads, HEADS_CONFIG,
+    HEADS_WEIGHTS,
 };
 use crate::features::encoders::Encoders;
 
@@ -23,11 +24,13 @@ pub struct OpenedHeads {
     pub id: String,
 }
 
-/// Open `heads` (`zero-shot` or a directory) for `encoders`' feature sets, on `device`.
+/// Open `heads` (`zero-shot` or a directory) for `encoders`' feature sets, on `device`. The
+/// zero-shot head's class embeddings are kept in `features_dir` (the feature cache's directory).
 pub fn open(
     heads: &str,
     encoders: &Encoders,
     zero_shot_top: usize,
+    features_dir: &Path,
     device: &Device,
 ) -> Result<OpenedHeads, HeadsError> {
     if heads == ZERO_SHOT {
@@ -40,8 +43,15 @@ pub fn open(
             .cloned()
             .ok_or(HeadsError::NoClassifier)?;
         let class_text = ClassText::NameAndGloss;
-        let conse = ConSE::new(classifier, &encoders.text, zero_shot_top, class_text)
-            .map_err(|e| HeadsError::ZeroShot(Box::new(e)))?;
+        let classes = class_cache::load_or_make(
+            features_dir,
+            &encoders.text,
+            &encoders.text_spec.id(),
+            class_text,
+            device,
+        )
+        .map_err(|e| HeadsError::ZeroShot(Box::new(e)))?;
+        let conse = ConSE::with_class_embeddings(classifier, classes, zero_shot_top);
         return Ok(OpenedHeads {
             name: ZERO_SHOT.to_string(),
             projector: Projector::ZeroShot(Box::new(conse)),

@@ -2,7 +2,7 @@
 //! training: catalog → extract (real MiniLM and EfficientNet-Lite0 weights) → ConSE → metrics.
 
 use crate::common::*;
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 use xmodal::{
     data::{catalog::ImageFilter, ingest, Catalog},
     encode::{ImageEncoder, TextEncoder, TextOptions},
@@ -13,7 +13,8 @@ use xmodal::{
         FeatureSpec,
     },
     heads::{
-        conse::{ClassText, DEFAULT_TOP},
+        class_cache,
+        conse::{class_texts_hash, ClassText, DEFAULT_TOP},
         similarity, ConSE, Projector,
     },
 };
@@ -108,4 +109,54 @@ async fn real_photos_are_searchable_by_caption_out_of_the_box() {
             .0;
         assert_eq!(set.image_ids[best].as_str(), expected, "query {query:?}");
     }
+}
+
+/// The class embeddings are made once per text encoder and class texts, then read back: a file
+/// with the right texts' hash is used as it is (here: zeros, so reading is visible), one made
+/// from other texts is replaced.
+#[test]
+fn class_embeddings_are_kept_and_checked() {
+    let dir = tempdir("zero-shot-classes");
+    let txt_dir = kit_model("minilm-l6");
+    let text = TextEncoder::load(&txt_dir, &TextOptions::default(), &Device::Cpu).unwrap();
+    let set = FeatureSpec::for_text(&txt_dir, &text).unwrap().id();
+    let load = || {
+        class_cache::load_or_make(&dir, &text, &set, ClassText::NameAndGloss, &Device::Cpu).unwrap()
+    };
+    let made = load();
+    assert_eq!(made.dims(), [1000, 384]);
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "one file, no temporaries left");
+    let path = files[0].path();
+
+    let zeros = Tensor::zeros((1000, 384), DType::F32, &Device::Cpu).unwrap();
+    let write = |hash: &str| {
+        let meta = [("class_texts_sha256".to_string(), hash.to_string())].into();
+        let bytes = safetensors::serialize([("class_embeddings", &zeros)], Some(meta)).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    };
+    write(&class_texts_hash(ClassText::NameAndGloss));
+    let read = load()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(
+        read, 0.0,
+        "a file with the same texts' hash is read, not remade"
+    );
+
+    write(&class_texts_hash(ClassText::Name));
+    let remade = load();
+    let diff = (remade - &made)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-6, "a file from other texts is remade: {diff}");
 }

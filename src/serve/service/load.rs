@@ -157,9 +157,15 @@ async fn open_space(
     log: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<Space> {
     if heads == ZERO_SHOT {
-        log("building the zero-shot head (ImageNet class names through the text encoder)");
+        log("opening the zero-shot head (class embeddings from the feature cache, or made on first start)");
     }
-    let opened = heads::open(heads, encoders, config.zero_shot_top, &config.device)?;
+    let opened = heads::open(
+        heads,
+        encoders,
+        config.zero_shot_top,
+        &config.data.features(),
+        &config.device,
+    )?;
     anyhow::ensure!(
         opened.projector.score() == Score::Cosine,
         "heads trained with squared-L2 geometry (loss triplet) cannot be served by the cosine index; train with --loss hardest or infonce"
