@@ -1,8 +1,8 @@
-//! The inference backend: worker threads per encoder (`text_workers`, `image_workers`),
-//! fed by a bounded queue. A worker takes the first waiting request, gathers more for up to `max_wait` or `max_batch` items, runs one
-//! batched forward pass and answers each request. A request may carry several items (an
-//! upload's captions), which always stay in one batch. Requests whose client has gone are
-//! skipped.
+//! The inference backend: worker threads per encoder (`text_workers`, `image_workers`), fed by
+//! a bounded queue. A worker takes the first waiting request, gathers more for up to `max_wait`
+//! or `max_batch` items, runs one batched forward pass and answers each request. A request may
+//! carry several items (an upload's captions), which always stay in one batch. Requests whose
+//! client has gone are skipped.
 //!
 //! Callers hand in text and encoded image bytes and get [`Features`] back: decoding (bounded, off
 //! the async runtime, at most one per core) and preprocessing happen here. HTTP never touches a

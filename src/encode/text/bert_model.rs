@@ -226,7 +226,7 @@ impl Packing {
         let positions: Vec<u32> = rows.iter().map(|&r| r % l as u32).collect();
         Ok(Self {
             positions: Tensor::from_vec(positions, rows.len(), device)?,
-            rows: Tensor::from_vec(rows.clone(), rows.len(), device)?,
+            rows: Tensor::from_slice(&rows, rows.len(), device)?,
             from: Tensor::from_vec(from, mask.len(), device)?,
         })
     }
