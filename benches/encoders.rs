@@ -22,7 +22,7 @@ use std::{
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::{var_builder::SimpleBackend, Init, VarBuilder};
 use xmodal::{
-    encode::{image::Backbone, ImageEncoder, TextEncoder, TextOptions},
+    encode::{image::Backbone, ImageEncoder, Precision, TextEncoder, TextOptions},
     kit::Architecture,
 };
 
@@ -191,7 +191,8 @@ fn main() {
         .iter()
         .map(|j| match j.kit {
             Some(k) => {
-                let enc = ImageEncoder::load(&models.join(k), &dev).expect("kit model");
+                let enc =
+                    ImageEncoder::load(&models.join(k), Precision::F32, &dev).expect("kit model");
                 let vb = unsafe {
                     VarBuilder::from_mmaped_safetensors(
                         &[models.join(k).join("model.safetensors")],

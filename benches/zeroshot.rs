@@ -23,7 +23,7 @@ use std::{io::Write, path::PathBuf, process::Command};
 
 use candle_core::{Device, Tensor};
 use xmodal::{
-    encode::{image::preprocess, ImageEncoder, TextEncoder, TextOptions},
+    encode::{image::preprocess, ImageEncoder, Precision, TextEncoder, TextOptions},
     eval::metrics::Ranks,
     heads::{
         conse::{ClassText, DEFAULT_TOP},
@@ -166,7 +166,8 @@ fn main() {
     let files: Vec<PathBuf> = photos.iter().map(|p| gallery.join(&p.image)).collect();
 
     let dev = Device::Cpu;
-    let image = ImageEncoder::load(&models.join("efficientnet-lite0"), &dev).unwrap();
+    let image =
+        ImageEncoder::load(&models.join("efficientnet-lite0"), Precision::F32, &dev).unwrap();
     let text = TextEncoder::load(&models.join("minilm-l6"), &TextOptions::default(), &dev).unwrap();
     let classifier = image.classifier().unwrap().clone();
     let texts = text.encode(&captions).unwrap();

@@ -88,6 +88,12 @@ pub fn cpu_kernels(device: &candle_core::Device) -> bool {
     device.is_cpu() && !generic_path_forced()
 }
 
+/// [`cpu_kernels`] for one tensor: our CPU kernels are f32 only, so f16/bf16 data (see
+/// [`crate::encode::Precision`]) takes the generic path on the CPU too.
+pub fn cpu_kernels_for(x: &candle_core::Tensor) -> bool {
+    x.dtype() == candle_core::DType::F32 && cpu_kernels(x.device())
+}
+
 fn generic_path_forced() -> bool {
     static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FORCED.get_or_init(|| {

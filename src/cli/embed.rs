@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     device::DeviceSpec,
-    encode::{ImageEncoder, Pooling, TextEncoder, TextOptions},
+    encode::{ImageEncoder, Pooling, Precision, TextEncoder, TextOptions},
 };
 
 #[derive(Debug, Subcommand)]
@@ -29,6 +29,9 @@ pub enum EmbedCommand {
         max_length: Option<usize>,
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
+        /// auto = f16 on a GPU, f32 on the CPU.
+        #[arg(long, env = "XMODAL_PRECISION", value_enum, default_value_t)]
+        precision: Precision,
         /// The texts; none, or `-`, reads one text per line from stdin.
         texts: Vec<String>,
     },
@@ -39,6 +42,9 @@ pub enum EmbedCommand {
         model: PathBuf,
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
+        /// auto = f16 on a GPU, f32 on the CPU.
+        #[arg(long, env = "XMODAL_PRECISION", value_enum, default_value_t)]
+        precision: Precision,
         files: Vec<PathBuf>,
     },
 }
@@ -76,6 +82,7 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
             normalize,
             max_length,
             batch_size,
+            precision,
             texts,
         } => {
             let texts = if texts.is_empty() || texts == ["-"] {
@@ -92,6 +99,7 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
                     pooling,
                     normalize,
                     max_length,
+                    precision,
                 },
                 &device,
             )?;
@@ -106,9 +114,10 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
         EmbedCommand::Image {
             model,
             batch_size,
+            precision,
             files,
         } => {
-            let encoder = ImageEncoder::load(&model, &device)?;
+            let encoder = ImageEncoder::load(&model, precision, &device)?;
             let mut failed = 0;
             for chunk in files.chunks(batch_size.max(1)) {
                 let mut ok = Vec::new();

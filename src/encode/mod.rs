@@ -4,9 +4,11 @@
 
 mod cpu;
 pub mod image;
+mod precision;
 pub mod text;
 
 pub use image::{ImageEncoder, ImageError};
+pub use precision::{feature_tag, Precision};
 pub use text::{Pooling, TextEncoder, TextOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +35,12 @@ pub enum EncodeError {
     },
 }
 
-/// A model directory's `model.safetensors`, memory-mapped as f32 on `device`.
+/// A model directory's `model.safetensors`, memory-mapped; tensors come out as `dtype` on
+/// `device`.
 pub fn mmap_weights(
     dir: &std::path::Path,
     model: &str,
+    dtype: candle_core::DType,
     device: &candle_core::Device,
 ) -> Result<candle_nn::VarBuilder<'static>, EncodeError> {
     let weights = dir.join("model.safetensors");
@@ -47,13 +51,12 @@ pub fn mmap_weights(
         )));
     }
     // SAFETY: memory-mapped read-only; the kit never rewrites a model in place.
-    unsafe {
-        candle_nn::VarBuilder::from_mmaped_safetensors(&[weights], candle_core::DType::F32, device)
-    }
-    .map_err(|source| EncodeError::Weights {
-        model: model.to_string(),
-        source,
-    })
+    unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[weights], dtype, device) }.map_err(
+        |source| EncodeError::Weights {
+            model: model.to_string(),
+            source,
+        },
+    )
 }
 
 /// L2-normalise each row; an all-zero row stays zero instead of becoming NaN.

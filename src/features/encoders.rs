@@ -8,7 +8,7 @@ use candle_core::Device;
 use clap::Args;
 
 use super::{import::find_imported, FeatureSpec};
-use crate::encode::{ImageEncoder, Pooling, TextEncoder, TextOptions};
+use crate::encode::{ImageEncoder, Pooling, Precision, TextEncoder, TextOptions};
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct EncoderSpec {
@@ -25,6 +25,10 @@ pub struct EncoderSpec {
     /// set's id, or the encoder name given at import.
     #[arg(long, env = "XMODAL_IMAGE_FEATURES", conflicts_with = "image_model")]
     pub image_features: Option<String>,
+    /// What BERT and the CNNs compute in: auto = f16 on a GPU, f32 on the CPU. Features are
+    /// handed on as f32 either way; a precision other than f32 is a different feature set.
+    #[arg(long, env = "XMODAL_PRECISION", value_enum, default_value_t)]
+    pub precision: Precision,
 }
 
 /// Loaded encoders and the feature sets they produce.
@@ -48,6 +52,7 @@ impl EncoderSpec {
     pub fn text_options(&self) -> TextOptions {
         TextOptions {
             pooling: self.pooling,
+            precision: self.precision,
             ..Default::default()
         }
     }
@@ -59,7 +64,7 @@ impl EncoderSpec {
         device: &Device,
     ) -> anyhow::Result<(ImageEncoder, FeatureSpec)> {
         let dir = self.image_dir(models_dir);
-        let image = ImageEncoder::load(&dir, device)?;
+        let image = ImageEncoder::load(&dir, self.precision, device)?;
         let spec = FeatureSpec::for_image(&dir, &image)?;
         Ok((image, spec))
     }

@@ -84,6 +84,16 @@ pub fn model_fingerprint(dir: &Path, manifest: &Manifest) -> std::io::Result<Str
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// What shapes an image encoder's output besides its weights. f32 adds nothing, so feature sets
+/// extracted before `--precision` existed keep their ids.
+fn image_options(encoder: &ImageEncoder) -> serde_json::Value {
+    let mut options = serde_json::json!({"architecture": encoder.manifest.architecture, "preprocess": encoder.preprocess()});
+    if let Some(tag) = crate::encode::feature_tag(encoder.dtype()) {
+        options["precision"] = tag.into();
+    }
+    options
+}
+
 impl FeatureSpec {
     pub fn for_image(dir: &Path, encoder: &ImageEncoder) -> std::io::Result<Self> {
         Ok(Self {
@@ -91,7 +101,7 @@ impl FeatureSpec {
             modality: Modality::Image,
             dims: encoder.dims(),
             manifest_sha256: model_fingerprint(dir, &encoder.manifest)?,
-            options: serde_json::json!({"architecture": encoder.manifest.architecture, "preprocess": encoder.preprocess()}),
+            options: image_options(encoder),
         })
     }
 

@@ -7,7 +7,7 @@ use candle_nn::{var_builder::SimpleBackend, Init, VarBuilder};
 use xmodal::{
     encode::{
         image::{preprocess, Backbone},
-        ImageEncoder, Pooling, TextEncoder, TextOptions,
+        ImageEncoder, Pooling, Precision, TextEncoder, TextOptions,
     },
     kit::{Architecture, Preprocess, Resample},
 };
@@ -24,6 +24,7 @@ fn text_parity(pooling: Pooling, key: &str) {
         pooling: Some(pooling),
         normalize: Some(false),
         max_length: Some(256),
+        precision: Precision::F32,
     };
     let enc = TextEncoder::load(&kit_model("minilm-l6"), &opts, &Device::Cpu).unwrap();
     let ours: Vec<Vec<f32>> = enc.encode(&texts).unwrap().to_vec2().unwrap();
@@ -65,7 +66,7 @@ fn crop_tensor(file: &str, enc: &ImageEncoder) -> Tensor {
 
 fn kit_cnn_parity(model: &str) {
     let fx = read_json("parity/kit_cnn.json");
-    let enc = ImageEncoder::load(&kit_model(model), &Device::Cpu).unwrap();
+    let enc = ImageEncoder::load(&kit_model(model), Precision::F32, &Device::Cpu).unwrap();
     let crops: Vec<Tensor> = fx["crops"]
         .as_array()
         .unwrap()
@@ -235,4 +236,113 @@ fn vgg16_fc7_matches_torchvision_on_formula_weights() {
 #[test]
 fn resnet50_matches_torchvision_on_formula_weights() {
     synthetic_parity(Architecture::Resnet50, "resnet50");
+}
+
+/// `--precision f16|bf16` (what `auto` picks on a GPU) against the same PyTorch f32 fixtures.
+/// On the CPU half precision takes candle's generic ops, the GPU's code path; the bounds are
+/// what half precision costs, measured here, with margin.
+fn half_precision_text(precision: Precision, min_cosine: f32) {
+    let fx = read_json("parity/minilm.json");
+    let texts: Vec<&str> = fx["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let opts = TextOptions {
+        pooling: Some(Pooling::Mean),
+        normalize: Some(false),
+        max_length: Some(256),
+        precision,
+    };
+    let enc = TextEncoder::load(&kit_model("minilm-l6"), &opts, &Device::Cpu).unwrap();
+    let out = enc.encode(&texts).unwrap();
+    assert_eq!(out.dtype(), DType::F32, "features are handed on as f32");
+    let ours: Vec<Vec<f32>> = out.to_vec2().unwrap();
+    let reference = matrix(&fx["mean"]);
+    let cosine = min_row_cosine(&ours, &reference);
+    let diff = max_abs_diff(&ours, &reference);
+    eprintln!("MiniLM {precision:?}: min cosine {cosine}, max |diff| {diff:e}");
+    assert!(
+        cosine >= min_cosine,
+        "MiniLM {precision:?}: min cosine to torch f32 = {cosine}"
+    );
+    assert!(
+        enc.describe()["precision"] == format!("{precision:?}").to_lowercase(),
+        "a half-precision feature set says so in its identity: {}",
+        enc.describe()
+    );
+}
+
+#[test]
+fn minilm_in_f16_stays_within_bounds_of_transformers_f32() {
+    half_precision_text(Precision::F16, 0.9999);
+}
+
+#[test]
+fn minilm_in_bf16_stays_within_bounds_of_transformers_f32() {
+    half_precision_text(Precision::Bf16, 0.99);
+}
+
+fn half_precision_cnn(model: &str, precision: Precision, min_cosine: f32) {
+    let fx = read_json("parity/kit_cnn.json");
+    let enc = ImageEncoder::load(&kit_model(model), precision, &Device::Cpu).unwrap();
+    let crops: Vec<Tensor> = fx["crops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| crop_tensor(f.as_str().unwrap(), &enc))
+        .collect();
+    let features = enc.encode_prepared(&crops).unwrap();
+    assert_eq!(
+        features.dtype(),
+        DType::F32,
+        "features are handed on as f32"
+    );
+    let ours: Vec<Vec<f32>> = features.to_vec2().unwrap();
+    let reference = matrix(&fx[model]);
+    let cosine = min_row_cosine(&ours, &reference);
+    let diff = max_abs_diff(&ours, &reference);
+    let top1: Vec<u32> = enc
+        .logits(&features)
+        .unwrap()
+        .unwrap()
+        .argmax(1)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let expected: Vec<u32> = fx[format!("{model}_top1")]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    eprintln!("{model} {precision:?}: min cosine {cosine}, max |diff| {diff:e}, top-1 {top1:?} vs {expected:?}");
+    assert!(
+        cosine >= min_cosine,
+        "{model} {precision:?}: min cosine to torch f32 = {cosine}"
+    );
+    assert_eq!(
+        top1, expected,
+        "{model} {precision:?}: ImageNet top-1 classes"
+    );
+}
+
+#[test]
+fn efficientnet_lite0_in_f16_stays_within_bounds_of_pytorch_f32() {
+    half_precision_cnn("efficientnet-lite0", Precision::F16, 0.9999);
+}
+
+#[test]
+fn mobilenet_v2_in_f16_stays_within_bounds_of_torchvision_f32() {
+    half_precision_cnn("mobilenet-v2", Precision::F16, 0.9999);
+}
+
+/// candle's CPU matmul has no bf16, which convolutions need: say so at load, not mid-request.
+#[test]
+fn bf16_cnn_on_the_cpu_is_refused_at_load_with_the_reason() {
+    let err = ImageEncoder::load(&kit_model("mobilenet-v2"), Precision::Bf16, &Device::Cpu)
+        .err()
+        .expect("bf16 CNN on the CPU must not load");
+    assert!(err.to_string().contains("bf16"), "{err}");
 }

@@ -46,6 +46,31 @@ fn parity_heads_training_and_serve_pass_on_the_generic_path() {
     assert!(passed >= 15, "only {passed} tests ran:\n{stdout}");
 }
 
+/// `--precision f16` (what `auto` picks on a GPU) through whole serve round trips: every route as
+/// documented and hostile input still a 4xx, with f16 encoders (on the CPU: the generic path).
+#[test]
+fn serve_round_trips_pass_with_f16_encoders() {
+    if std::env::var_os(GENERIC).is_some() || std::env::var_os("XMODAL_PRECISION").is_some() {
+        return; // a child run
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "serve_api::every_route_answers_as_documented",
+            "serve_api::bad_input_gets_a_4xx_json_error_and_never_a_5xx",
+        ])
+        .args(["--test-threads", "2"])
+        .env("XMODAL_PRECISION", "f16")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "serve tests failed with f16 encoders:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("test result: ok. 2 passed"), "{stdout}");
+}
+
 /// BERT (our attention and GELU kernels vs candle's softmax and gelu_erf) and both kit CNNs
 /// (im2col and our depthwise kernel vs candle's conv2d with groups) give the same embeddings on
 /// both paths: max |difference| ≤ 1e-5 for MiniLM's unit vectors, ≤ 1e-4 relative for the CNNs'

@@ -58,6 +58,12 @@ async fn every_route_answers_as_documented() {
         ready["images"], 0,
         "a fresh data dir starts an empty, writable service"
     );
+    // generic_path.rs runs this again with f16 encoders: /ready says what the features are
+    if let Ok(precision) = std::env::var("XMODAL_PRECISION") {
+        for side in ["image", "text"] {
+            assert_eq!(ready["features"][side]["options"]["precision"], precision);
+        }
+    }
 
     let cat_id = upload(
         &c,

@@ -5,7 +5,7 @@ use crate::common::*;
 use candle_core::{DType, Device, Tensor};
 use xmodal::{
     data::{catalog::ImageFilter, ingest, Catalog},
-    encode::{ImageEncoder, TextEncoder, TextOptions},
+    encode::{ImageEncoder, Precision, TextEncoder, TextOptions},
     eval::evaluate_projector,
     features::{
         extract::{caption_items, extract, image_items, Encoder, ExtractOptions},
@@ -30,7 +30,7 @@ async fn real_photos_are_searchable_by_caption_out_of_the_box() {
         .unwrap();
 
     let (img_dir, txt_dir) = (kit_model("efficientnet-lite0"), kit_model("minilm-l6"));
-    let image = ImageEncoder::load(&img_dir, &Device::Cpu).unwrap();
+    let image = ImageEncoder::load(&img_dir, Precision::F32, &Device::Cpu).unwrap();
     let text = TextEncoder::load(&txt_dir, &TextOptions::default(), &Device::Cpu).unwrap();
     let (ispec, tspec) = (
         FeatureSpec::for_image(&img_dir, &image).unwrap(),

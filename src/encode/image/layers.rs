@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{Module, Tensor, D};
+use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::{depthwise::DepthwiseConv, im2col::Im2Col};
@@ -122,14 +122,20 @@ impl Conv {
         spec: &ConvSpec,
         eps: f64,
     ) -> candle_core::Result<Self> {
+        // Fold in f32 whatever the model runs in, then round once: folding in f16 would round
+        // √(σ²+ε) and the products too.
+        let dtype = conv.dtype();
+        let (conv, bn) = (conv.to_dtype(DType::F32), bn.to_dtype(DType::F32));
         let weight = conv.get(spec.weight_shape(), "weight")?;
         let gamma = bn.get(spec.c_out, "weight")?;
         let beta = bn.get(spec.c_out, "bias")?;
         let mean = bn.get(spec.c_out, "running_mean")?;
         let var = bn.get(spec.c_out, "running_var")?;
         let scale = gamma.broadcast_div(&(var + eps)?.sqrt()?)?;
-        let weight = weight.broadcast_mul(&scale.reshape((spec.c_out, 1, 1, 1))?)?;
-        let bias = (beta - mean.mul(&scale)?)?;
+        let weight = weight
+            .broadcast_mul(&scale.reshape((spec.c_out, 1, 1, 1))?)?
+            .to_dtype(dtype)?;
+        let bias = (beta - mean.mul(&scale)?)?.to_dtype(dtype)?;
         Self::from_parts(weight, Some(bias), spec)
     }
 
@@ -141,7 +147,7 @@ impl Conv {
         let depthwise = if spec.groups > 1
             && spec.groups == spec.c_in
             && spec.c_in == spec.c_out
-            && crate::device::cpu_kernels(weight.device())
+            && crate::device::cpu_kernels_for(&weight)
         {
             let b = match &bias {
                 Some(b) => b.to_vec1()?,
@@ -188,7 +194,7 @@ impl Module for Conv {
         let (_, _, h, w) = x.dims4()?;
         let pads = self.pads(h, w);
         if let (Some(HostKernel { weight, bias }), true) =
-            (&self.depthwise, crate::device::cpu_kernels(x.device()))
+            (&self.depthwise, crate::device::cpu_kernels_for(x))
         {
             let op = DepthwiseConv {
                 weight: weight.clone(),
@@ -202,7 +208,7 @@ impl Module for Conv {
         }
         let (n, c, _, _) = x.dims4()?;
         let c_out = self.weight.dim(0)?;
-        let y = if self.groups == 1 && crate::device::cpu_kernels(x.device()) {
+        let y = if self.groups == 1 && crate::device::cpu_kernels_for(x) {
             // One matrix product per image, [C_out, C·k·k] @ [C·k·k, OH·OW], already NCHW.
             // A 1×1, stride-1 convolution needs no column matrix: the input plane is one.
             let w2 = self.weight.reshape((c_out, ()))?.broadcast_left(n)?;

@@ -20,7 +20,7 @@ pub use preprocess::ImageError;
 pub use resnet::ResNet50;
 pub use vgg::Vgg16;
 
-use super::EncodeError;
+use super::{EncodeError, Precision};
 use crate::kit::{Architecture, Manifest, Modality, Preprocess};
 
 pub enum Backbone {
@@ -68,7 +68,8 @@ impl Backbone {
         }
     }
 
-    /// ImageNet-1k logits from pooled features, when the checkpoint has its classifier.
+    /// ImageNet-1k logits from pooled features (in the backbone's dtype), when the checkpoint
+    /// has its classifier.
     pub fn logits(&self, features: &Tensor) -> Option<candle_core::Result<Tensor>> {
         Some(self.classifier()?.forward(features))
     }
@@ -77,12 +78,16 @@ impl Backbone {
 pub struct ImageEncoder {
     pub manifest: Manifest,
     backbone: Backbone,
+    /// The ImageNet-1k classifier in f32 whatever the backbone runs in: it reads the f32
+    /// features the encoder hands out (ConSE, tags).
+    classifier: Option<candle_nn::Linear>,
     preprocess: Preprocess,
+    dtype: DType,
     device: Device,
 }
 
 impl ImageEncoder {
-    pub fn load(dir: &Path, device: &Device) -> Result<Self, EncodeError> {
+    pub fn load(dir: &Path, precision: Precision, device: &Device) -> Result<Self, EncodeError> {
         let manifest = Manifest::load(dir)?;
         if manifest.modality != Modality::Image {
             return Err(EncodeError::Config(format!(
@@ -90,7 +95,15 @@ impl ImageEncoder {
                 dir.display()
             )));
         }
-        let vb = super::mmap_weights(dir, &manifest.name, device)?;
+        let dtype = precision.dtype(device);
+        if dtype == DType::BF16 && device.is_cpu() {
+            return Err(EncodeError::Config(
+                "bf16 CNNs run on a GPU only: candle's CPU matmul, which convolutions use, has no \
+                 bf16 (use --precision f16 or f32 on the CPU)"
+                    .into(),
+            ));
+        }
+        let vb = super::mmap_weights(dir, &manifest.name, dtype, device)?;
         let backbone = Backbone::load(manifest.architecture, vb).map_err(|e| match e {
             EncodeError::Tensor(source) => EncodeError::Weights {
                 model: manifest.name.clone(),
@@ -98,11 +111,23 @@ impl ImageEncoder {
             },
             other => other,
         })?;
+        let classifier = backbone
+            .classifier()
+            .map(|c| -> candle_core::Result<_> {
+                let bias = c.bias().map(|b| b.to_dtype(DType::F32)).transpose()?;
+                Ok(candle_nn::Linear::new(
+                    c.weight().to_dtype(DType::F32)?,
+                    bias,
+                ))
+            })
+            .transpose()?;
         let preprocess = manifest.preprocess.clone().unwrap_or_default();
         Ok(Self {
             manifest,
             backbone,
+            classifier,
             preprocess,
+            dtype,
             device: device.clone(),
         })
     }
@@ -113,6 +138,11 @@ impl ImageEncoder {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// What the backbone computes in (its features come out as f32 regardless).
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     pub fn preprocess(&self) -> &Preprocess {
@@ -139,7 +169,8 @@ impl ImageEncoder {
         if images.is_empty() {
             return Ok(Tensor::zeros((0, self.dims()), DType::F32, &self.device)?);
         }
-        Ok(self.backbone.features(&Tensor::stack(images, 0)?)?)
+        let batch = Tensor::stack(images, 0)?.to_dtype(self.dtype)?;
+        Ok(self.backbone.features(&batch)?.to_dtype(DType::F32)?)
     }
 
     /// Features for encoded images; the first undecodable one fails the whole call
@@ -153,12 +184,15 @@ impl ImageEncoder {
     }
 
     pub fn classifier(&self) -> Option<&candle_nn::Linear> {
-        self.backbone.classifier()
+        self.classifier.as_ref()
     }
 
+    /// ImageNet-1k logits from pooled features, when the checkpoint has its classifier.
     pub fn logits(&self, features: &Tensor) -> Option<Result<Tensor, EncodeError>> {
-        self.backbone
-            .logits(features)
-            .map(|r| r.map_err(EncodeError::from))
+        Some(
+            self.classifier()?
+                .forward(features)
+                .map_err(EncodeError::from),
+        )
     }
 }

@@ -22,6 +22,7 @@ pub struct BertEncoder {
     dims: usize,
     max_length: usize,
     name: String,
+    dtype: DType,
     device: Device,
 }
 
@@ -32,6 +33,7 @@ impl BertEncoder {
         pooling: Pooling,
         normalize: bool,
         max_length: Option<usize>,
+        dtype: DType,
         device: &Device,
     ) -> Result<Self, EncodeError> {
         if pooling == Pooling::Sum {
@@ -68,7 +70,7 @@ impl BertEncoder {
             }))
             .map_err(|e| EncodeError::Tokenizer(e.to_string()))?;
 
-        let vb = crate::encode::mmap_weights(dir, &manifest.name, device)?;
+        let vb = crate::encode::mmap_weights(dir, &manifest.name, dtype, device)?;
         let model = BertModel::load(vb, &config).map_err(|source| EncodeError::Weights {
             model: manifest.name.clone(),
             source,
@@ -81,6 +83,7 @@ impl BertEncoder {
             dims: config.hidden_size,
             max_length,
             name: manifest.name.clone(),
+            dtype,
             device: device.clone(),
         })
     }
@@ -91,7 +94,11 @@ impl BertEncoder {
 
     /// The options that shape this encoder's output (part of a feature set's identity).
     pub fn describe(&self) -> serde_json::Value {
-        serde_json::json!({"model": self.name, "pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length})
+        let mut options = serde_json::json!({"model": self.name, "pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length});
+        if let Some(tag) = crate::encode::feature_tag(self.dtype) {
+            options["precision"] = tag.into();
+        }
+        options
     }
 
     pub fn encode(&self, texts: &[&str]) -> Result<Tensor, EncodeError> {
@@ -112,7 +119,8 @@ impl BertEncoder {
         }
         let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
         let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
-        let hidden = self.model.forward(&ids, &mask)?;
+        // pooled and normalised in f32: a sum over tokens is where half precision loses most
+        let hidden = self.model.forward(&ids, &mask)?.to_dtype(DType::F32)?;
         let pooled = match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
             _ => {

@@ -151,7 +151,7 @@ impl BertModel {
                 device,
             )?)?)?;
         let mut x = self.embeddings_norm.forward(&x)?;
-        let mask = mask.to_dtype(DType::F32)?;
+        let mask = mask.to_dtype(x.dtype())?;
         for layer in &self.layers {
             let qkv = packing
                 .spread(&layer.qkv.forward(&x)?)?
@@ -170,7 +170,7 @@ impl BertModel {
     }
 
     fn attention(&self, qkv: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        if crate::device::cpu_kernels(qkv.device()) {
+        if crate::device::cpu_kernels_for(qkv) {
             return qkv.apply_op2_no_bwd(mask, &Attention { heads: self.heads });
         }
         // Other devices: the same math with candle's generic ops.
@@ -184,7 +184,14 @@ impl BertModel {
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
         let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?;
-        let bias = ((mask.ones_like()? - mask)? * f32::MIN as f64)?.reshape((b, 1, 1, l))?;
+        // The dtype's most negative finite number, as transformers adds: in f16, f32::MIN would
+        // be -inf and 0·(-inf) a NaN at every real token.
+        let lowest = match mask.dtype() {
+            DType::F16 => half::f16::MIN.to_f64(),
+            DType::BF16 => half::bf16::MIN.to_f64(),
+            _ => f32::MIN as f64,
+        };
+        let bias = ((mask.ones_like()? - mask)? * lowest)?.reshape((b, 1, 1, l))?;
         let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias)?)?;
         probs
             .matmul(&v)?
@@ -195,7 +202,7 @@ impl BertModel {
 }
 
 fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
-    if crate::device::cpu_kernels(x.device()) {
+    if crate::device::cpu_kernels_for(x) {
         x.contiguous()?.apply_op1_no_bwd(&Gelu)
     } else {
         x.gelu_erf()

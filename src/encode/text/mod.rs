@@ -13,7 +13,7 @@ use candle_core::{Device, Tensor};
 pub use bert::BertEncoder;
 pub use static_vectors::StaticVectors;
 
-use super::EncodeError;
+use super::{EncodeError, Precision};
 use crate::kit::{Architecture, Manifest, Modality};
 
 /// How token vectors become one sentence vector.
@@ -50,6 +50,8 @@ pub struct TextOptions {
     pub pooling: Option<Pooling>,
     pub normalize: Option<bool>,
     pub max_length: Option<usize>,
+    /// BERT's weights and activations (word vectors stay f32).
+    pub precision: Precision,
 }
 
 pub enum TextEncoder {
@@ -78,6 +80,7 @@ impl TextEncoder {
                 pooling,
                 normalize,
                 options.max_length,
+                options.precision.dtype(device),
                 device,
             )?))),
             Architecture::Static => Ok(Self::Static(StaticVectors::load(

@@ -59,6 +59,19 @@ pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The smallest cosine similarity between matching rows of `a` and `b`.
+pub fn min_row_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len(), "row counts differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let dot: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+            let norm = |v: &[f32]| v.iter().map(|p| p * p).sum::<f32>().sqrt();
+            dot / (norm(x) * norm(y)).max(f32::MIN_POSITIVE)
+        })
+        .fold(f32::INFINITY, f32::min)
+}
+
 pub fn max_abs(a: &[Vec<f32>]) -> f32 {
     a.iter().flatten().fold(0.0f32, |m, x| m.max(x.abs()))
 }
