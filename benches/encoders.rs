@@ -22,52 +22,14 @@ use std::{
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::{var_builder::SimpleBackend, Init, VarBuilder};
 use xmodal::{
-    encode::{image::Backbone, ImageEncoder, Precision, TextEncoder, TextOptions},
+    encode::{
+        image::Backbone, throughput::captions, ImageEncoder, Precision, TextEncoder, TextOptions,
+    },
     kit::Architecture,
 };
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const SUBJECTS: [&str; 8] = [
-    "a young boy",
-    "two dogs",
-    "a woman in a red coat",
-    "an old man",
-    "a group of cyclists",
-    "a small brown cat",
-    "three children",
-    "a street musician",
-];
-const ACTIONS: [&str; 6] = [
-    "is running along",
-    "are playing near",
-    "stands beside",
-    "sits quietly on",
-    "walks slowly across",
-    "waits next to",
-];
-const PLACES: [&str; 6] = [
-    "the sandy beach at sunset",
-    "a busy city street",
-    "the old stone bridge",
-    "a green park bench",
-    "the frozen lake in winter",
-    "a crowded market stall",
-];
-
-fn captions(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            format!(
-                "{} {} {}",
-                SUBJECTS[i % 8],
-                ACTIONS[(i / 8) % 6],
-                PLACES[(i / 48 + i) % 6]
-            )
-        })
-        .collect()
-}
 
 struct RandomWeights;
 impl SimpleBackend for RandomWeights {

@@ -1,4 +1,5 @@
-//! `xmodal embed text|image`: encoder outputs as JSON lines, one per input.
+//! `xmodal embed text|image`: encoder outputs as JSON lines, one per input; `xmodal embed
+//! throughput`: how many per second, on whatever device it runs.
 
 use std::{io::Write, path::PathBuf};
 
@@ -47,6 +48,35 @@ pub enum EmbedCommand {
         precision: Precision,
         files: Vec<PathBuf>,
     },
+    /// Encoder throughput on synthetic batches, one JSON line per (model, precision, batch):
+    /// `{"model", "device", "precision", "batch", "items_per_s"}`. Text includes tokenisation;
+    /// images are prepared 224×224 tensors (decoding excluded).
+    Throughput {
+        /// Text model directories to measure.
+        #[arg(long = "text-model")]
+        text_models: Vec<PathBuf>,
+        /// Image model directories to measure.
+        #[arg(long = "image-model")]
+        image_models: Vec<PathBuf>,
+        /// Batch sizes.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 32, 256])]
+        batches: Vec<usize>,
+        /// Precisions to measure each model in.
+        #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Precision::F32])]
+        precisions: Vec<Precision>,
+        /// Timed passes per point (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
+}
+
+#[derive(Serialize)]
+struct ThroughputLine<'a> {
+    model: &'a str,
+    device: &'a str,
+    precision: &'a str,
+    batch: usize,
+    items_per_s: f64,
 }
 
 /// One output line. Vectors stay `f32` so they print at f32's shortest round-trip precision.
@@ -76,6 +106,21 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match cmd {
+        EmbedCommand::Throughput {
+            text_models,
+            image_models,
+            batches,
+            precisions,
+            reps,
+        } => throughput(
+            &mut out,
+            &device,
+            &text_models,
+            &image_models,
+            &batches,
+            &precisions,
+            reps,
+        )?,
         EmbedCommand::Text {
             model,
             pooling,
@@ -162,5 +207,64 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+fn throughput(
+    out: &mut impl Write,
+    device: &candle_core::Device,
+    text_models: &[PathBuf],
+    image_models: &[PathBuf],
+    batches: &[usize],
+    precisions: &[Precision],
+    reps: usize,
+) -> anyhow::Result<()> {
+    let device_name = crate::device::name(device);
+    for &precision in precisions {
+        let dtype = precision.dtype(device).as_str();
+        for dir in text_models {
+            let options = TextOptions {
+                max_length: Some(256),
+                precision,
+                ..Default::default()
+            };
+            let encoder = TextEncoder::load(dir, &options, device)?;
+            let model = encoder.describe()["model"]
+                .as_str()
+                .unwrap_or("text")
+                .to_string();
+            for &batch in batches {
+                let items_per_s = crate::encode::throughput::text(&encoder, batch, reps)?;
+                line(
+                    out,
+                    &ThroughputLine {
+                        model: &model,
+                        device: &device_name,
+                        precision: dtype,
+                        batch,
+                        items_per_s,
+                    },
+                )?;
+                out.flush()?;
+            }
+        }
+        for dir in image_models {
+            let encoder = ImageEncoder::load(dir, precision, device)?;
+            for &batch in batches {
+                let items_per_s = crate::encode::throughput::image(&encoder, batch, reps, device)?;
+                line(
+                    out,
+                    &ThroughputLine {
+                        model: &encoder.manifest.name,
+                        device: &device_name,
+                        precision: dtype,
+                        batch,
+                        items_per_s,
+                    },
+                )?;
+                out.flush()?;
+            }
+        }
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod cpu;
 pub mod image;
 mod precision;
 pub mod text;
+pub mod throughput;
 
 pub use image::{ImageEncoder, ImageError};
 pub use precision::{feature_tag, Precision};
