@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
 
-use super::{depthwise::DepthwiseConv, im2col::Im2Col};
+use super::{depthwise::DepthwiseConv, depthwise_generic::depthwise_conv, im2col::Im2Col};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -52,6 +52,9 @@ pub struct Conv {
     activation: Activation,
     /// Host copies of weight and bias for the CPU depthwise kernel, made once at load.
     depthwise: Option<HostKernel>,
+    /// One group per channel, channels in = out: elsewhere than our CPU kernel, the tap-sum
+    /// depthwise convolution instead of candle's convolution per group.
+    depthwise_shape: bool,
 }
 
 /// Weights of a depthwise convolution, copied to host memory for [`DepthwiseConv`].
@@ -144,11 +147,9 @@ impl Conv {
         bias: Option<Tensor>,
         spec: &ConvSpec,
     ) -> candle_core::Result<Self> {
-        let depthwise = if spec.groups > 1
-            && spec.groups == spec.c_in
-            && spec.c_in == spec.c_out
-            && crate::device::cpu_kernels_for(&weight)
-        {
+        let depthwise_shape =
+            spec.groups > 1 && spec.groups == spec.c_in && spec.c_in == spec.c_out;
+        let depthwise = if depthwise_shape && crate::device::cpu_kernels_for(&weight) {
             let b = match &bias {
                 Some(b) => b.to_vec1()?,
                 None => vec![0.0; spec.c_out],
@@ -162,6 +163,7 @@ impl Conv {
         };
         Ok(Self {
             depthwise,
+            depthwise_shape,
             weight,
             bias,
             kernel: spec.kernel,
@@ -225,6 +227,8 @@ impl Module for Conv {
                 w2.matmul(&x.contiguous()?.apply_op1_no_bwd(&op)?)?
                     .reshape((n, c_out, oh, ow))?
             }
+        } else if self.depthwise_shape {
+            depthwise_conv(x, &self.weight, self.stride, pads)?
         } else {
             let [t, b, l, r] = pads;
             if t == b && l == r && t == l {

@@ -1,6 +1,7 @@
 //! Image encoders: a photo becomes one vector (the pooled CNN feature before the classifier).
 
 mod depthwise;
+mod depthwise_generic;
 mod efficientnet_lite;
 mod im2col;
 mod layers;
