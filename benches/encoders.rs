@@ -24,6 +24,7 @@ use candle_nn::{var_builder::SimpleBackend, Init, VarBuilder};
 use xmodal::{
     encode::{
         image::Backbone, throughput::captions, ImageEncoder, Precision, TextEncoder, TextOptions,
+        TextQuantization,
     },
     kit::Architecture,
 };
@@ -141,14 +142,27 @@ fn main() {
         jobs.clear();
     }
 
-    let text = (!images_only).then(|| {
-        let opts = TextOptions {
-            max_length: Some(256),
-            ..Default::default()
-        };
-        TextEncoder::load(&models.join("minilm-l6"), &opts, &dev)
-            .expect("minilm-l6 (run `xmodal models fetch`)")
-    });
+    // candle f32, and candle with int8 dense layers (`--text-quantization int8`)
+    let texts: Vec<(&str, TextEncoder)> = if images_only {
+        vec![]
+    } else {
+        [
+            ("f32", TextQuantization::None),
+            ("int8", TextQuantization::Int8),
+        ]
+        .into_iter()
+        .map(|(tag, quantization)| {
+            let opts = TextOptions {
+                max_length: Some(256),
+                quantization,
+                ..Default::default()
+            };
+            let enc = TextEncoder::load(&models.join("minilm-l6"), &opts, &dev)
+                .expect("minilm-l6 (run `xmodal models fetch`)");
+            (tag, enc)
+        })
+        .collect()
+    };
     let backbones: Vec<Backbone> = jobs
         .iter()
         .map(|j| match j.kit {
@@ -177,7 +191,7 @@ fn main() {
     let job = serde_json::json!({
         "threads": threads,
         "reps": reps,
-        "text": text.as_ref().map(|_| serde_json::json!({"model_dir": models.join("minilm-l6"), "captions": caps, "batches": TEXT_BATCHES})),
+        "text": (!texts.is_empty()).then(|| serde_json::json!({"model_dir": models.join("minilm-l6"), "captions": caps, "batches": TEXT_BATCHES})),
         "images": jobs.iter().map(|j| serde_json::json!({"name": j.name, "arch": j.py_arch, "batch": j.batch, "reps": if j.name == "vgg16" { 1 } else { reps }})).collect::<Vec<_>>(),
     });
     let python = std::env::var("XMODAL_REF_PYTHON").unwrap_or_else(|_| {
@@ -193,7 +207,7 @@ fn main() {
     let mut torch_version = String::from("not run");
     for round in 0..rounds {
         eprintln!("round {}/{rounds}: candle", round + 1);
-        for (enc, &batch) in text
+        for ((tag, enc), &batch) in texts
             .iter()
             .flat_map(|e| TEXT_BATCHES.iter().map(move |b| (e, b)))
         {
@@ -207,7 +221,7 @@ fn main() {
                 }
             });
             candle
-                .entry(format!("text-b{batch}"))
+                .entry(format!("text-{tag}-b{batch}"))
                 .or_default()
                 .push(t / batches.len() as f64);
         }
@@ -280,12 +294,17 @@ fn main() {
         };
         println!("| {label} | {batch} | {c:.1} | {p} | {ratio} |");
     };
-    if text.is_some() {
-        for precision in ["f32", "int8"] {
+    if !texts.is_empty() {
+        for (ours, theirs) in [
+            ("f32", "f32"),
+            ("f32", "int8"),
+            ("int8", "int8"),
+            ("int8", "f32"),
+        ] {
             for batch in TEXT_BATCHES {
-                let label = format!("MiniLM-L6 captions vs PyTorch {precision}");
-                let times = &candle[&format!("text-b{batch}")];
-                ratio_row(&label, batch, times, &format!("text-{precision}-b{batch}"));
+                let label = format!("MiniLM-L6 captions, candle {ours} vs PyTorch {theirs}");
+                let times = &candle[&format!("text-{ours}-b{batch}")];
+                ratio_row(&label, batch, times, &format!("text-{theirs}-b{batch}"));
             }
         }
     }

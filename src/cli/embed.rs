@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::{
     device::DeviceSpec,
-    encode::{ImageEncoder, Pooling, Precision, TextEncoder, TextOptions},
+    encode::{ImageEncoder, Pooling, Precision, TextEncoder, TextOptions, TextQuantization},
 };
 
 #[derive(Debug, Subcommand)]
@@ -33,6 +33,9 @@ pub enum EmbedCommand {
         /// auto = f16 on a GPU, f32 on the CPU.
         #[arg(long, env = "XMODAL_PRECISION", value_enum, default_value_t)]
         precision: Precision,
+        /// BERT's dense layers: none (f32) or int8 (CPU only).
+        #[arg(long, env = "XMODAL_TEXT_QUANTIZATION", value_enum, default_value_t)]
+        quantization: TextQuantization,
         /// The texts; none, or `-`, reads one text per line from stdin.
         texts: Vec<String>,
     },
@@ -64,6 +67,9 @@ pub enum EmbedCommand {
         /// Precisions to measure each model in.
         #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Precision::F32])]
         precisions: Vec<Precision>,
+        /// Text models' dense layers: none, int8 or both (`none,int8`; int8 on the CPU in f32).
+        #[arg(long, value_delimiter = ',', value_enum, default_values_t = [TextQuantization::None])]
+        text_quantization: Vec<TextQuantization>,
         /// Timed passes per point (the median is reported).
         #[arg(long, default_value_t = 5)]
         reps: usize,
@@ -111,11 +117,12 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
             image_models,
             batches,
             precisions,
+            text_quantization,
             reps,
         } => throughput(
             &mut out,
             &device,
-            &text_models,
+            (&text_models, &text_quantization),
             &image_models,
             &batches,
             &precisions,
@@ -128,6 +135,7 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
             max_length,
             batch_size,
             precision,
+            quantization,
             texts,
         } => {
             let texts = if texts.is_empty() || texts == ["-"] {
@@ -145,6 +153,7 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
                     normalize,
                     max_length,
                     precision,
+                    quantization,
                 },
                 &device,
             )?;
@@ -213,7 +222,7 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
 fn throughput(
     out: &mut impl Write,
     device: &candle_core::Device,
-    text_models: &[PathBuf],
+    (text_models, quantizations): (&[PathBuf], &[TextQuantization]),
     image_models: &[PathBuf],
     batches: &[usize],
     precisions: &[Precision],
@@ -222,17 +231,25 @@ fn throughput(
     let device_name = crate::device::name(device);
     for &precision in precisions {
         let dtype = precision.dtype(device).as_str();
-        for dir in text_models {
+        for (dir, &quantization) in text_models
+            .iter()
+            .flat_map(|d| quantizations.iter().map(move |q| (d, q)))
+        {
             let options = TextOptions {
                 max_length: Some(256),
                 precision,
+                quantization,
                 ..Default::default()
             };
             let encoder = TextEncoder::load(dir, &options, device)?;
-            let model = encoder.describe()["model"]
+            let name = encoder.describe()["model"]
                 .as_str()
                 .unwrap_or("text")
                 .to_string();
+            let model = match quantization {
+                TextQuantization::None => name,
+                TextQuantization::Int8 => format!("{name} int8"),
+            };
             for &batch in batches {
                 let items_per_s = crate::encode::throughput::text(&encoder, batch, reps)?;
                 line(

@@ -10,7 +10,7 @@ pub mod throughput;
 
 pub use image::{ImageEncoder, ImageError};
 pub use precision::{feature_tag, Precision};
-pub use text::{Pooling, TextEncoder, TextOptions};
+pub use text::{Pooling, TextEncoder, TextOptions, TextQuantization};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {

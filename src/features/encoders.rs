@@ -8,7 +8,7 @@ use candle_core::Device;
 use clap::Args;
 
 use super::{import::find_imported, FeatureSpec};
-use crate::encode::{ImageEncoder, Pooling, Precision, TextEncoder, TextOptions};
+use crate::encode::{ImageEncoder, Pooling, Precision, TextEncoder, TextOptions, TextQuantization};
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct EncoderSpec {
@@ -29,6 +29,9 @@ pub struct EncoderSpec {
     /// handed on as f32 either way; a precision other than f32 is a different feature set.
     #[arg(long, env = "XMODAL_PRECISION", value_enum, default_value_t)]
     pub precision: Precision,
+    /// BERT's dense layers: none (f32) or int8 (CPU only; a different feature set).
+    #[arg(long, env = "XMODAL_TEXT_QUANTIZATION", value_enum, default_value_t)]
+    pub text_quantization: TextQuantization,
 }
 
 /// Loaded encoders and the feature sets they produce.
@@ -53,6 +56,7 @@ impl EncoderSpec {
         TextOptions {
             pooling: self.pooling,
             precision: self.precision,
+            quantization: self.text_quantization,
             ..Default::default()
         }
     }

@@ -289,7 +289,7 @@ fn read_words(path: &Path) -> Result<Vec<u32>, StoreError> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(io(path))?;
     let len = file.metadata().map_err(io(path))?.len() as usize;
-    if len % 4 != 0 {
+    if !len.is_multiple_of(4) {
         return Err(StoreError::Corrupt {
             path: path.to_path_buf(),
             message: format!("{len} bytes is not a whole number of 4-byte words"),

@@ -7,7 +7,7 @@ use candle_nn::{var_builder::SimpleBackend, Init, VarBuilder};
 use xmodal::{
     encode::{
         image::{preprocess, Backbone},
-        ImageEncoder, Pooling, Precision, TextEncoder, TextOptions,
+        ImageEncoder, Pooling, Precision, TextEncoder, TextOptions, TextQuantization,
     },
     kit::{Architecture, Preprocess, Resample},
 };
@@ -25,6 +25,7 @@ fn text_parity(pooling: Pooling, key: &str) {
         normalize: Some(false),
         max_length: Some(256),
         precision: Precision::F32,
+        quantization: TextQuantization::None,
     };
     let enc = TextEncoder::load(&kit_model("minilm-l6"), &opts, &Device::Cpu).unwrap();
     let ours: Vec<Vec<f32>> = enc.encode(&texts).unwrap().to_vec2().unwrap();
@@ -254,6 +255,7 @@ fn half_precision_text(precision: Precision, min_cosine: f32) {
         normalize: Some(false),
         max_length: Some(256),
         precision,
+        quantization: TextQuantization::None,
     };
     let enc = TextEncoder::load(&kit_model("minilm-l6"), &opts, &Device::Cpu).unwrap();
     let out = enc.encode(&texts).unwrap();
@@ -345,4 +347,79 @@ fn bf16_cnn_on_the_cpu_is_refused_at_load_with_the_reason() {
         .err()
         .expect("bf16 CNN on the CPU must not load");
     assert!(err.to_string().contains("bf16"), "{err}");
+}
+
+/// `--text-quantization int8` against f32: the bound is a per-caption cosine ≥ 0.99.
+/// Against transformers' outputs for the parity texts (measured: 0.9909 at worst for a text with
+/// words, "x"; the empty text, [CLS][SEP] alone, 0.9857), and against our f32 encoder on the
+/// gallery's 225 captions. A text alone gives its row in the batch exactly (activations are
+/// quantized per token row, so the rest of the batch cannot move a text's numbers).
+#[test]
+fn minilm_int8_stays_within_bounds_of_f32() {
+    let fx = read_json("parity/minilm.json");
+    let texts: Vec<&str> = fx["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let options = |quantization| TextOptions {
+        pooling: Some(Pooling::Mean),
+        normalize: Some(false),
+        max_length: Some(256),
+        precision: Precision::F32,
+        quantization,
+    };
+    let int8 = TextEncoder::load(
+        &kit_model("minilm-l6"),
+        &options(TextQuantization::Int8),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(int8.describe()["quantization"], "int8");
+    let ours: Vec<Vec<f32>> = int8.encode(&texts).unwrap().to_vec2().unwrap();
+    let reference = matrix(&fx["mean"]);
+    for (i, text) in texts.iter().enumerate() {
+        let cosine = min_row_cosine(&ours[i..i + 1], &reference[i..i + 1]);
+        eprintln!("MiniLM int8 vs transformers, text {i}: cosine {cosine}");
+        let bound = if text.trim().is_empty() { 0.98 } else { 0.99 };
+        assert!(
+            cosine >= bound,
+            "text {i} {text:?}: cosine {cosine} < {bound}"
+        );
+        let alone: Vec<Vec<f32>> = int8.encode(&[text]).unwrap().to_vec2().unwrap();
+        assert_eq!(
+            alone[0], ours[i],
+            "text {i} alone differs from its row in the batch"
+        );
+    }
+
+    let captions: Vec<String> = std::fs::read_to_string(repo().join("models/gallery.jsonl"))
+        .unwrap()
+        .lines()
+        .flat_map(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).unwrap();
+            row["captions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let captions: Vec<&str> = captions.iter().map(String::as_str).collect();
+    let f32_encoder = TextEncoder::load(
+        &kit_model("minilm-l6"),
+        &options(TextQuantization::None),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let a: Vec<Vec<f32>> = int8.encode(&captions).unwrap().to_vec2().unwrap();
+    let b: Vec<Vec<f32>> = f32_encoder.encode(&captions).unwrap().to_vec2().unwrap();
+    let cosine = min_row_cosine(&a, &b);
+    eprintln!(
+        "MiniLM int8 vs f32 on {} gallery captions: min cosine {cosine}",
+        captions.len()
+    );
+    assert!(cosine >= 0.99, "gallery captions: min cosine {cosine}");
 }

@@ -7,7 +7,7 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::{
     bert_model::{BertConfig, BertModel},
-    Pooling,
+    Pooling, TextOptions, TextQuantization,
 };
 use crate::{
     encode::{l2_normalize, EncodeError},
@@ -23,19 +23,29 @@ pub struct BertEncoder {
     max_length: usize,
     name: String,
     dtype: DType,
+    quantization: TextQuantization,
     device: Device,
 }
 
 impl BertEncoder {
+    /// `pooling` and `normalize` as resolved against the manifest; `options` for the rest.
     pub fn load(
         dir: &Path,
         manifest: &Manifest,
         pooling: Pooling,
         normalize: bool,
-        max_length: Option<usize>,
-        dtype: DType,
+        options: &TextOptions,
         device: &Device,
     ) -> Result<Self, EncodeError> {
+        let (max_length, quantization) = (options.max_length, options.quantization);
+        let dtype = options.precision.dtype(device);
+        let int8 = quantization == TextQuantization::Int8;
+        if int8 && (!device.is_cpu() || dtype != DType::F32) {
+            return Err(EncodeError::Config(
+                "--text-quantization int8 runs on the CPU in f32 (--device cpu, --precision f32)"
+                    .into(),
+            ));
+        }
         if pooling == Pooling::Sum {
             return Err(EncodeError::Config(
                 "BERT pooling is cls or mean, not sum".into(),
@@ -71,7 +81,7 @@ impl BertEncoder {
             .map_err(|e| EncodeError::Tokenizer(e.to_string()))?;
 
         let vb = crate::encode::mmap_weights(dir, &manifest.name, dtype, device)?;
-        let model = BertModel::load(vb, &config).map_err(|source| EncodeError::Weights {
+        let model = BertModel::load(vb, &config, int8).map_err(|source| EncodeError::Weights {
             model: manifest.name.clone(),
             source,
         })?;
@@ -84,6 +94,7 @@ impl BertEncoder {
             max_length,
             name: manifest.name.clone(),
             dtype,
+            quantization,
             device: device.clone(),
         })
     }
@@ -97,6 +108,9 @@ impl BertEncoder {
         let mut options = serde_json::json!({"model": self.name, "pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length});
         if let Some(tag) = crate::encode::feature_tag(self.dtype) {
             options["precision"] = tag.into();
+        }
+        if self.quantization != TextQuantization::None {
+            options["quantization"] = serde_json::to_value(self.quantization).expect("an enum");
         }
         options
     }

@@ -10,7 +10,10 @@ use candle_core::{DType, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::kernels::{Attention, Gelu};
+use super::{
+    int8::Int8Linear,
+    kernels::{Attention, Gelu},
+};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct BertConfig {
@@ -41,12 +44,38 @@ fn default_eps() -> f64 {
 }
 
 struct Layer {
-    qkv: Linear,
-    attention_out: Linear,
+    qkv: Dense,
+    attention_out: Dense,
     attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     output_norm: LayerNorm,
+}
+
+/// A dense layer in f32 (candle's GEMM) or with int8 weights (`--text-quantization int8`).
+enum Dense {
+    F32(Linear),
+    Int8(Int8Linear),
+}
+
+impl Dense {
+    fn new(linear: Linear, int8: bool) -> candle_core::Result<Self> {
+        if int8 {
+            if let Some(q) = Int8Linear::quantize(linear.weight(), linear.bias())? {
+                return Ok(Self::Int8(q));
+            }
+        }
+        Ok(Self::F32(linear))
+    }
+}
+
+impl Module for Dense {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::F32(linear) => linear.forward(x),
+            Self::Int8(q) => x.contiguous()?.apply_op1_no_bwd(q),
+        }
+    }
 }
 
 pub struct BertModel {
@@ -60,7 +89,8 @@ pub struct BertModel {
 }
 
 impl BertModel {
-    pub fn load(vb: VarBuilder, config: &BertConfig) -> candle_core::Result<Self> {
+    /// `int8`: the dense layers with int8 weights (CPU, f32 activations only).
+    pub fn load(vb: VarBuilder, config: &BertConfig, int8: bool) -> candle_core::Result<Self> {
         if config.hidden_act != "gelu" {
             candle_core::bail!(
                 "hidden_act {:?} is not supported (only \"gelu\")",
@@ -101,11 +131,17 @@ impl BertModel {
                     0,
                 )?;
                 Ok(Layer {
-                    qkv: Linear::new(weight, Some(bias)),
-                    attention_out: linear(h, h, a.pp("output.dense"))?,
+                    qkv: Dense::new(Linear::new(weight, Some(bias)), int8)?,
+                    attention_out: Dense::new(linear(h, h, a.pp("output.dense"))?, int8)?,
                     attention_norm: layer_norm(h, config.layer_norm_eps, a.pp("output.LayerNorm"))?,
-                    intermediate: linear(h, config.intermediate_size, l.pp("intermediate.dense"))?,
-                    output: linear(config.intermediate_size, h, l.pp("output.dense"))?,
+                    intermediate: Dense::new(
+                        linear(h, config.intermediate_size, l.pp("intermediate.dense"))?,
+                        int8,
+                    )?,
+                    output: Dense::new(
+                        linear(config.intermediate_size, h, l.pp("output.dense"))?,
+                        int8,
+                    )?,
                     output_norm: layer_norm(h, config.layer_norm_eps, l.pp("output.LayerNorm"))?,
                 })
             })

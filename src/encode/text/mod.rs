@@ -2,6 +2,7 @@
 
 mod bert;
 mod bert_model;
+mod int8;
 mod kernels;
 mod static_vectors;
 mod words;
@@ -44,6 +45,27 @@ impl std::str::FromStr for Pooling {
     }
 }
 
+/// How BERT's dense layers store their weights.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TextQuantization {
+    /// f32 (or `--precision`'s half type) weights.
+    #[default]
+    None,
+    /// int8 weights per output channel, 7-bit activations per row: the CPU only, f32 precision.
+    Int8,
+}
+
 /// Overrides of what the manifest says.
 #[derive(Debug, Clone, Default)]
 pub struct TextOptions {
@@ -52,6 +74,8 @@ pub struct TextOptions {
     pub max_length: Option<usize>,
     /// BERT's weights and activations (word vectors stay f32).
     pub precision: Precision,
+    /// BERT's dense layers (word vectors ignore it).
+    pub quantization: TextQuantization,
 }
 
 pub enum TextEncoder {
@@ -75,13 +99,7 @@ impl TextEncoder {
         let normalize = options.normalize.unwrap_or(manifest.normalize);
         match manifest.architecture {
             Architecture::Bert => Ok(Self::Bert(Box::new(BertEncoder::load(
-                dir,
-                &manifest,
-                pooling,
-                normalize,
-                options.max_length,
-                options.precision.dtype(device),
-                device,
+                dir, &manifest, pooling, normalize, options, device,
             )?))),
             Architecture::Static => Ok(Self::Static(StaticVectors::load(
                 dir, &manifest, pooling, normalize, device,

@@ -46,7 +46,7 @@ pub fn plan(dir: &Path, dataset: &str) -> Result<ImportPlan, ImportError> {
         if let Some(blank) = lines.iter().position(|l| l.is_empty()) {
             return Err(format_error(&caps, format!("line {} is empty", blank + 1)));
         }
-        if lines.is_empty() || lines.len() % CAPTIONS_PER_IMAGE != 0 {
+        if lines.is_empty() || !lines.len().is_multiple_of(CAPTIONS_PER_IMAGE) {
             return Err(format_error(
                 &caps,
                 format!(
