@@ -352,8 +352,8 @@ fn bf16_cnn_on_the_cpu_is_refused_at_load_with_the_reason() {
 /// `--text-quantization int8` against f32: the bound is a per-caption cosine ≥ 0.99.
 /// Against transformers' outputs for the parity texts (measured: 0.9909 at worst for a text with
 /// words, "x"; the empty text, [CLS][SEP] alone, 0.9857), and against our f32 encoder on the
-/// gallery's 225 captions. A text alone gives its row in the batch exactly (activations are
-/// quantized per token row, so the rest of the batch cannot move a text's numbers).
+/// gallery's 225 captions. A text alone gives its row in the batch (activations are quantized
+/// per token row, so the rest of the batch cannot move a text's numbers).
 #[test]
 fn minilm_int8_stays_within_bounds_of_f32() {
     let fx = read_json("parity/minilm.json");
@@ -387,11 +387,22 @@ fn minilm_int8_stays_within_bounds_of_f32() {
             cosine >= bound,
             "text {i} {text:?}: cosine {cosine} < {bound}"
         );
+        // Equal on the CPU kernels' path. candle's generic attention (generic_path.rs runs this
+        // file again on it) rounds a padded batch differently in the last bit, and a last-bit
+        // change can move an activation to the next int8 step: there, close instead.
         let alone: Vec<Vec<f32>> = int8.encode(&[text]).unwrap().to_vec2().unwrap();
-        assert_eq!(
-            alone[0], ours[i],
-            "text {i} alone differs from its row in the batch"
-        );
+        if std::env::var("XMODAL_GENERIC_DEVICE_PATH").is_ok_and(|v| v != "0") {
+            let cosine = min_row_cosine(&alone, &ours[i..i + 1]);
+            assert!(
+                cosine >= 0.995,
+                "text {i} alone vs in the batch: cosine {cosine}"
+            );
+        } else {
+            assert_eq!(
+                alone[0], ours[i],
+                "text {i} alone differs from its row in the batch"
+            );
+        }
     }
 
     let captions: Vec<String> = std::fs::read_to_string(repo().join("models/gallery.jsonl"))
