@@ -65,9 +65,18 @@ fn crop_tensor(file: &str, enc: &ImageEncoder) -> Tensor {
     preprocess::to_tensor(&img, enc.preprocess(), &Device::Cpu).unwrap()
 }
 
-fn kit_cnn_parity(model: &str) {
+/// A kit CNN in `precision` on the fixture's crops: our features and ImageNet top-1 classes, and
+/// PyTorch's (f32) of both.
+struct CnnRun {
+    ours: Vec<Vec<f32>>,
+    top1: Vec<u32>,
+    reference: Vec<Vec<f32>>,
+    expected_top1: Vec<u32>,
+}
+
+fn cnn_on_crops(model: &str, precision: Precision) -> CnnRun {
     let fx = read_json("parity/kit_cnn.json");
-    let enc = ImageEncoder::load(&kit_model(model), Precision::F32, &Device::Cpu).unwrap();
+    let enc = ImageEncoder::load(&kit_model(model), precision, &Device::Cpu).unwrap();
     let crops: Vec<Tensor> = fx["crops"]
         .as_array()
         .unwrap()
@@ -75,10 +84,11 @@ fn kit_cnn_parity(model: &str) {
         .map(|f| crop_tensor(f.as_str().unwrap(), &enc))
         .collect();
     let features = enc.encode_prepared(&crops).unwrap();
-    let ours: Vec<Vec<f32>> = features.to_vec2().unwrap();
-    let diff = max_abs_diff(&ours, &matrix(&fx[model]));
-    eprintln!("{model}: max |candle - torch| = {diff:e}");
-    assert!(diff <= 1e-3, "{model}: max |candle - torch| = {diff}");
+    assert_eq!(
+        features.dtype(),
+        DType::F32,
+        "features are handed on as f32"
+    );
     let top1: Vec<u32> = enc
         .logits(&features)
         .unwrap()
@@ -87,13 +97,28 @@ fn kit_cnn_parity(model: &str) {
         .unwrap()
         .to_vec1()
         .unwrap();
-    let expected: Vec<u32> = fx[format!("{model}_top1")]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
-    assert_eq!(top1, expected, "{model}: ImageNet top-1 classes");
+    CnnRun {
+        ours: features.to_vec2().unwrap(),
+        top1,
+        reference: matrix(&fx[model]),
+        expected_top1: fx[format!("{model}_top1")]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect(),
+    }
+}
+
+fn kit_cnn_parity(model: &str) {
+    let run = cnn_on_crops(model, Precision::F32);
+    let diff = max_abs_diff(&run.ours, &run.reference);
+    eprintln!("{model}: max |candle - torch| = {diff:e}");
+    assert!(diff <= 1e-3, "{model}: max |candle - torch| = {diff}");
+    assert_eq!(
+        run.top1, run.expected_top1,
+        "{model}: ImageNet top-1 classes"
+    );
 }
 
 #[test]
@@ -287,45 +312,19 @@ fn minilm_in_bf16_stays_within_bounds_of_transformers_f32() {
 }
 
 fn half_precision_cnn(model: &str, precision: Precision, min_cosine: f32) {
-    let fx = read_json("parity/kit_cnn.json");
-    let enc = ImageEncoder::load(&kit_model(model), precision, &Device::Cpu).unwrap();
-    let crops: Vec<Tensor> = fx["crops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| crop_tensor(f.as_str().unwrap(), &enc))
-        .collect();
-    let features = enc.encode_prepared(&crops).unwrap();
-    assert_eq!(
-        features.dtype(),
-        DType::F32,
-        "features are handed on as f32"
+    let run = cnn_on_crops(model, precision);
+    let cosine = min_row_cosine(&run.ours, &run.reference);
+    let diff = max_abs_diff(&run.ours, &run.reference);
+    eprintln!(
+        "{model} {precision:?}: min cosine {cosine}, max |diff| {diff:e}, top-1 {:?} vs {:?}",
+        run.top1, run.expected_top1
     );
-    let ours: Vec<Vec<f32>> = features.to_vec2().unwrap();
-    let reference = matrix(&fx[model]);
-    let cosine = min_row_cosine(&ours, &reference);
-    let diff = max_abs_diff(&ours, &reference);
-    let top1: Vec<u32> = enc
-        .logits(&features)
-        .unwrap()
-        .unwrap()
-        .argmax(1)
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let expected: Vec<u32> = fx[format!("{model}_top1")]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
-    eprintln!("{model} {precision:?}: min cosine {cosine}, max |diff| {diff:e}, top-1 {top1:?} vs {expected:?}");
     assert!(
         cosine >= min_cosine,
         "{model} {precision:?}: min cosine to torch f32 = {cosine}"
     );
     assert_eq!(
-        top1, expected,
+        run.top1, run.expected_top1,
         "{model} {precision:?}: ImageNet top-1 classes"
     );
 }
