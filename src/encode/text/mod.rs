@@ -62,7 +62,7 @@ pub enum TextQuantization {
     /// f32 (or `--precision`'s half type) weights.
     #[default]
     None,
-    /// int8 weights per output channel, 7-bit activations per row: the CPU only, f32 precision.
+    /// int8 weights per output channel, 8-bit activations per token: the CPU only, f32 precision.
     Int8,
 }
 
