@@ -77,13 +77,20 @@ REFERENCE_LABELS = {
     "ref-1x2": "FastAPI + torch f32, micro-batched, 1 worker × 2 threads",
     "ref-2x1": "FastAPI + torch f32, micro-batched, 2 workers × 1 thread",
     "ref-1x2-int8": "same, 1 × 2, Linear layers int8 (quantize_dynamic)",
+    "ref-2x1-int8": "same, 2 × 1, Linear layers int8 (quantize_dynamic)",
+}
+
+XMODAL_LABELS = {
+    "xmodal": "xmodal (f32)",
+    "xmodal-int8": "xmodal, `--text-quantization int8`",
 }
 
 
 def serve_report(work, images, secs):
-    """One table of every server, then xmodal's ratios against the best f32 reference (the
-    better caption → images throughput at c32) and against the int8 one."""
-    names = ["xmodal"] + [n for n in REFERENCE_LABELS if os.path.exists(os.path.join(work, f"{n}-rss.txt"))]
+    """One table of every server, then each xmodal row's ratios against the best f32 reference
+    (the better caption → images throughput at c32) and against each int8 one."""
+    ours = [n for n in XMODAL_LABELS if os.path.exists(os.path.join(work, f"{n}-rss.txt"))]
+    names = ours + [n for n in REFERENCE_LABELS if os.path.exists(os.path.join(work, f"{n}-rss.txt"))]
     runs = {(n, kind, c): parse(os.path.join(work, f"{n}-{kind}-{c}.txt"))
             for n in names for kind in ("text", "image") for c in (1, 32)}
     print(f"\n{images} images, {secs}s per run, loopback, wrk with rotating queries (query cache off)\n")
@@ -98,19 +105,20 @@ def serve_report(work, images, secs):
                 r = runs[(n, kind, c)]
                 cells += [f"{r['rps']:.1f}", f"{r['p50']:.1f} / {r['p99']:.1f}"]
                 notes += problems(f"{n} {kind} c={c}", r)
-        label = "xmodal" if n == "xmodal" else REFERENCE_LABELS[n]
+        label = XMODAL_LABELS.get(n) or REFERENCE_LABELS[n]
         print(f"| {label} | " + " | ".join(cells) + f" | {rss(work, n)['VmHWM']:.0f} |")
     f32 = [n for n in names if n.startswith("ref-") and not n.endswith("int8")]
     if f32:
         best = max(f32, key=lambda n: runs[(n, "text", 32)]["rps"])
-        print(f"\nratios of xmodal to the best f32 reference ({best}: {REFERENCE_LABELS[best]})")
-        for ref in [best] + [n for n in names if n.endswith("int8")]:
-            t32 = runs[("xmodal", "text", 32)]["rps"] / runs[(ref, "text", 32)]["rps"]
-            i32 = runs[("xmodal", "image", 32)]["rps"] / runs[(ref, "image", 32)]["rps"]
-            p50 = runs[("xmodal", "text", 1)]["p50"] / runs[(ref, "text", 1)]["p50"]
-            mem = rss(work, "xmodal")["VmHWM"] / rss(work, ref)["VmHWM"]
-            print(f"- vs {ref}: caption→images c32 throughput {t32:.2f}×, image→captions c32 {i32:.2f}×, "
-                  f"caption→images c1 p50 {p50:.2f}×, peak RSS {mem:.2f}×")
+        for x in ours:
+            print(f"\nratios of {XMODAL_LABELS[x]} to the best f32 reference ({best}: {REFERENCE_LABELS[best]}) and to the int8 one")
+            for ref in [best] + [n for n in names if n.startswith("ref-") and n.endswith("int8")]:
+                t32 = runs[(x, "text", 32)]["rps"] / runs[(ref, "text", 32)]["rps"]
+                i32 = runs[(x, "image", 32)]["rps"] / runs[(ref, "image", 32)]["rps"]
+                p50 = runs[(x, "text", 1)]["p50"] / runs[(ref, "text", 1)]["p50"]
+                mem = rss(work, x)["VmHWM"] / rss(work, ref)["VmHWM"]
+                print(f"- vs {ref}: caption→images c32 throughput {t32:.2f}×, image→captions c32 {i32:.2f}×, "
+                      f"caption→images c1 p50 {p50:.2f}×, peak RSS {mem:.2f}×")
     zipf = {m: os.path.join(work, f"xmodal-zipf-{m}.txt") for m in ("off", "on")}
     if all(os.path.exists(p) for p in zipf.values()):
         off, on = parse(zipf["off"]), parse(zipf["on"])

@@ -26,10 +26,12 @@ pub struct EncoderSpec {
     #[arg(long, env = "XMODAL_IMAGE_FEATURES", conflicts_with = "image_model")]
     pub image_features: Option<String>,
     /// What BERT and the CNNs compute in: auto = f16 on a GPU, f32 on the CPU. Features are
-    /// handed on as f32 either way; a precision other than f32 is a different feature set.
+    /// handed on as f32 either way; a precision other than f32 is a different feature set, which
+    /// heads trained on the f32 one accept (and the other way round).
     #[arg(long, env = "XMODAL_PRECISION", value_enum, default_value_t)]
     pub precision: Precision,
-    /// BERT's dense layers: none (f32) or int8 (CPU only; a different feature set).
+    /// BERT's dense layers: none (f32) or int8 (CPU only; a different feature set, which heads
+    /// trained on f32 features accept).
     #[arg(long, env = "XMODAL_TEXT_QUANTIZATION", value_enum, default_value_t)]
     pub text_quantization: TextQuantization,
 }

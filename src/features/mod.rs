@@ -54,6 +54,26 @@ impl FeatureSpec {
     }
 }
 
+/// Options that change only how precisely an encoder computes, not what: `--precision` (f16
+/// cosine to f32 ≥ 0.9999, bf16 ≥ 0.99) and `--text-quantization` (int8 ≥ 0.99; the generated
+/// benchmark's R@1 within a point with the same heads). README has the measurements.
+const NUMERICS: [&str; 2] = ["precision", "quantization"];
+
+impl FeatureSpec {
+    /// The id without [`NUMERICS`]: feature sets with the same function id are one function
+    /// computed to different precision, so heads trained on one run on the other (their cached
+    /// features and indexes stay apart, under [`FeatureSpec::id`]).
+    pub fn function_id(&self) -> FeatureSetId {
+        let mut exact = self.clone();
+        if let Some(options) = exact.options.as_object_mut() {
+            for key in NUMERICS {
+                options.remove(key);
+            }
+        }
+        exact.id()
+    }
+}
+
 /// sha256 identifying a model directory's contents: the kit's recorded file hashes when present,
 /// else a hash of the files themselves (for directories users bring).
 pub fn model_fingerprint(dir: &Path, manifest: &Manifest) -> std::io::Result<String> {
@@ -149,5 +169,25 @@ mod tests {
         let back: FeatureSpec =
             serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
         assert_eq!(spec.id(), back.id());
+    }
+
+    #[test]
+    fn precision_and_quantization_change_the_id_but_not_the_function() {
+        let spec = |options| FeatureSpec {
+            encoder: "minilm".into(),
+            modality: Modality::Text,
+            dims: 384,
+            manifest_sha256: "x".into(),
+            options,
+        };
+        let f32 = spec(serde_json::json!({"pooling": "mean"}));
+        let int8 = spec(serde_json::json!({"pooling": "mean", "quantization": "int8"}));
+        let f16 = spec(serde_json::json!({"pooling": "mean", "precision": "f16"}));
+        let cls = spec(serde_json::json!({"pooling": "cls", "quantization": "int8"}));
+        assert_ne!(f32.id(), int8.id());
+        assert_ne!(f32.id(), f16.id());
+        assert_eq!(f32.function_id(), int8.function_id());
+        assert_eq!(f32.function_id(), f16.function_id());
+        assert_ne!(f32.function_id(), cls.function_id());
     }
 }

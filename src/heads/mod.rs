@@ -129,7 +129,9 @@ impl TrainedHeads {
         })
     }
 
-    /// Refuse to run on features from other encoders than the heads were trained on.
+    /// Refuse to run on features from other encoders than the heads were trained on. The same
+    /// encoder in another precision or quantization is the same function
+    /// ([`FeatureSpec::function_id`]), within the bounds README measures.
     pub fn check_features(
         &self,
         image: &FeatureSpec,
@@ -139,7 +141,7 @@ impl TrainedHeads {
             ("image", &self.config.image_features, image),
             ("text", &self.config.text_features, text),
         ] {
-            if expected.id() != actual.id() {
+            if expected.function_id() != actual.function_id() {
                 return Err(HeadsError::Mismatch {
                     what,
                     expected: expected.encoder.clone(),

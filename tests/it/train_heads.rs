@@ -210,6 +210,25 @@ fn saved_heads_reload_identically_and_refuse_other_encoders() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("other-cnn"), "{err}");
+    // the same text encoder in int8, or the image encoder in f16, is the same function to them;
+    // other pooling is not
+    let with = |spec: FeatureSpec, options| FeatureSpec { options, ..spec };
+    let int8_text = with(
+        spec("txt", Modality::Text, 24),
+        serde_json::json!({"quantization": "int8"}),
+    );
+    let f16_image = with(
+        spec("img", Modality::Image, 48),
+        serde_json::json!({"precision": "f16"}),
+    );
+    assert!(heads.check_features(&f16_image, &int8_text).is_ok());
+    let cls_text = with(
+        spec("txt", Modality::Text, 24),
+        serde_json::json!({"pooling": "cls"}),
+    );
+    assert!(heads
+        .check_features(&spec("img", Modality::Image, 48), &cls_text)
+        .is_err());
     // the reloaded best checkpoint scores exactly what training recorded for its epoch
     let metrics =
         evaluate_projector(&Projector::Trained(Box::new(heads)), &synthetic(30, 2)).unwrap();
