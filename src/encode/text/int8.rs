@@ -247,18 +247,13 @@ pub enum Kernel {
 
 impl Kernel {
     pub fn best() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if crate::simd::avx2_fma() {
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512vnni")
-                {
-                    return Self::Avx512Vnni;
-                }
-                return Self::Avx2;
-            }
+        if crate::simd::avx512_vnni() {
+            Self::Avx512Vnni
+        } else if crate::simd::avx2_fma() {
+            Self::Avx2
+        } else {
+            Self::Portable
         }
-        Self::Portable
     }
 
     fn quantize(self, x: &[f32], k: usize, acts: &mut [u8], scales: &mut [f32]) {
@@ -484,31 +479,33 @@ mod x86 {
 
     /// AVX2 has no u8·i8 multiply-add that cannot saturate for 8-bit activations (`vpmaddubsw`
     /// adds two products into an i16), so it widens both to i16 and uses `vpmaddwd`: each i32
-    /// lane is the exact sum of two products. Two rows at a time (4 accumulators each, 16 ymm).
+    /// lane is the exact sum of two products. The tile's weights are widened once, up front, and
+    /// then read as memory operands; each row's 4 activation bytes are widened and broadcast with
+    /// two vector instructions. Two rows at a time (4 accumulators each).
     #[target_feature(enable = "avx2")]
     pub unsafe fn tile_avx2(acts: &[u8], w: &[i8], m: usize, k: usize, acc: &mut [i32]) {
         assert!(acts.len() >= m * k && w.len() >= k * TILE && acc.len() >= m * TILE);
+        let blocks = k / 4;
+        let mut wide = vec![_mm256_setzero_si256(); blocks * 4];
+        for (kb, out) in wide.chunks_mut(4).enumerate() {
+            for (j, o) in out.iter_mut().enumerate() {
+                // SAFETY: w holds k/4 blocks of 64 bytes (asserted above)
+                *o = _mm256_cvtepi8_epi16(unsafe {
+                    _mm_loadu_si128(w.as_ptr().add(kb * 64 + j * 16) as *const _)
+                });
+            }
+        }
         let mut r = 0;
         while r < m {
             let rows = (m - r).min(2);
             // sums[row][j]: columns 4j..4j+4, two partial sums each
             let mut sums = [[_mm256_setzero_si256(); 4]; 2];
-            for kb in 0..k / 4 {
-                // SAFETY: w holds k/4 blocks of 64 bytes (asserted above)
-                let wv: [__m256i; 4] = std::array::from_fn(|j| unsafe {
-                    _mm256_cvtepi8_epi16(_mm_loadu_si128(
-                        w.as_ptr().add(kb * 64 + j * 16) as *const _
-                    ))
-                });
+            for (kb, wv) in wide.chunks_exact(4).enumerate() {
                 for (i, row) in sums.iter_mut().enumerate().take(rows) {
-                    // SAFETY: row r + i < m
-                    let b = unsafe { four_bytes(acts, (r + i) * k + kb * 4) } as u32 as u64;
-                    let widened = (b & 0xff)
-                        | ((b >> 8) & 0xff) << 16
-                        | ((b >> 16) & 0xff) << 32
-                        | ((b >> 24) & 0xff) << 48;
-                    let a = _mm256_set1_epi64x(widened as i64);
-                    for (s, wj) in row.iter_mut().zip(wv) {
+                    // SAFETY: row r + i < m, so its bytes kb·4..kb·4 + 4 are in acts
+                    let bytes = unsafe { four_bytes(acts, (r + i) * k + kb * 4) };
+                    let a = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(bytes)));
+                    for (s, &wj) in row.iter_mut().zip(wv) {
                         *s = _mm256_add_epi32(*s, _mm256_madd_epi16(a, wj));
                     }
                 }
