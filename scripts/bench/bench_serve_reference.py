@@ -55,15 +55,19 @@ class Head(torch.nn.Module):
         return torch.nn.functional.normalize(h, dim=-1)
 
 
-def feature_set(db, encoder, modality):
+def feature_set(db, spec, modality):
+    """The stored feature set the heads were trained on (same encoder and options); xmodal may
+    also hold the same encoder's int8 or f16 features, which the reference does not use."""
     rows = db.execute(
-        "SELECT f.id, COUNT(v.item) FROM feature_sets f JOIN vectors v ON v.feature_set = f.id "
-        "WHERE f.encoder = ? AND f.modality = ? GROUP BY f.id ORDER BY 2 DESC",
-        (encoder, modality),
+        "SELECT f.id, f.options, COUNT(v.item) FROM feature_sets f JOIN vectors v ON v.feature_set = f.id "
+        "WHERE f.encoder = ? AND f.modality = ? GROUP BY f.id ORDER BY 3 DESC",
+        (spec["encoder"], modality),
     ).fetchall()
-    if not rows:
-        raise SystemExit(f"no stored {modality} vectors of {encoder}; start xmodal serve on this data first")
-    return rows[0][0]
+    exact = [r for r in rows if json.loads(r[1]) == spec["options"]]
+    if not exact:
+        raise SystemExit(f"no stored {modality} vectors of {spec['encoder']} with the heads' options; "
+                         "run xmodal extract on this data first")
+    return exact[0][0]
 
 
 def build_index(vectors, ef):
@@ -81,8 +85,8 @@ def load():
     weights = load_file(os.path.join(ARGS.heads, "heads.safetensors"))
     image_head, text_head = Head(weights, "image"), Head(weights, "text")
     db = sqlite3.connect(os.path.join(ARGS.data_dir, "catalog.sqlite"))
-    image_set = feature_set(db, cfg["image_features"]["encoder"], "image")
-    text_set = feature_set(db, cfg["text_features"]["encoder"], "text")
+    image_set = feature_set(db, cfg["image_features"], "image")
+    text_set = feature_set(db, cfg["text_features"], "text")
 
     def vectors(fs):
         rows = db.execute("SELECT item, vector FROM vectors WHERE feature_set = ? ORDER BY item", (fs,)).fetchall()

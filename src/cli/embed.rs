@@ -33,8 +33,8 @@ pub enum EmbedCommand {
         /// auto = f16 on a GPU, f32 on the CPU.
         #[arg(long, env = "XMODAL_PRECISION", value_enum, default_value_t)]
         precision: Precision,
-        /// BERT's dense layers: none (f32) or int8 (CPU only).
-        #[arg(long, env = "XMODAL_TEXT_QUANTIZATION", value_enum, default_value_t)]
+        /// BERT's dense layers: auto = int8 on the CPU in f32, none elsewhere.
+        #[arg(long, env = "XMODAL_TEXT_QUANTIZATION", value_enum, default_value_t = TextQuantization::Auto)]
         quantization: TextQuantization,
         /// The texts; none, or `-`, reads one text per line from stdin.
         texts: Vec<String>,
@@ -67,7 +67,8 @@ pub enum EmbedCommand {
         /// Precisions to measure each model in.
         #[arg(long, value_delimiter = ',', value_enum, default_values_t = [Precision::F32])]
         precisions: Vec<Precision>,
-        /// Text models' dense layers: none, int8 or both (`none,int8`; int8 on the CPU in f32).
+        /// Text models' dense layers: none, int8, auto or several (`none,int8`; int8 on the CPU in
+        /// f32).
         #[arg(long, value_delimiter = ',', value_enum, default_values_t = [TextQuantization::None])]
         text_quantization: Vec<TextQuantization>,
         /// Timed passes per point (the median is reported).
@@ -246,9 +247,9 @@ fn throughput(
                 .as_str()
                 .unwrap_or("text")
                 .to_string();
-            let model = match quantization {
-                TextQuantization::None => name,
+            let model = match quantization.resolve(device, precision.dtype(device)) {
                 TextQuantization::Int8 => format!("{name} int8"),
+                _ => name,
             };
             for &batch in batches {
                 let items_per_s = crate::encode::throughput::text(&encoder, batch, reps)?;

@@ -30,9 +30,9 @@ pub struct EncoderSpec {
     /// heads trained on the f32 one accept (and the other way round).
     #[arg(long, env = "XMODAL_PRECISION", value_enum, default_value_t)]
     pub precision: Precision,
-    /// BERT's dense layers: none (f32) or int8 (CPU only; a different feature set, which heads
-    /// trained on f32 features accept).
-    #[arg(long, env = "XMODAL_TEXT_QUANTIZATION", value_enum, default_value_t)]
+    /// BERT's dense layers: auto = int8 on the CPU in f32, none elsewhere. int8 is a different
+    /// feature set, which heads trained on f32 features accept.
+    #[arg(long, env = "XMODAL_TEXT_QUANTIZATION", value_enum, default_value_t = TextQuantization::Auto)]
     pub text_quantization: TextQuantization,
 }
 

@@ -37,8 +37,9 @@ impl BertEncoder {
         options: &TextOptions,
         device: &Device,
     ) -> Result<Self, EncodeError> {
-        let (max_length, quantization) = (options.max_length, options.quantization);
+        let max_length = options.max_length;
         let dtype = options.precision.dtype(device);
+        let quantization = options.quantization.resolve(device, dtype);
         let int8 = quantization == TextQuantization::Int8;
         if int8 && (!device.is_cpu() || dtype != DType::F32) {
             return Err(EncodeError::Config(
