@@ -83,6 +83,9 @@ fn the_generic_path_gives_the_specialised_embeddings() {
         "text",
         "--model",
         minilm.to_str().unwrap(),
+        // f32 on both paths: int8 (the CPU default) is bounded against f32 in encoders_parity.rs
+        "--quantization",
+        "none",
         "a red circle left of a blue square",
         "two dogs play in the snow near a wooden fence, and one of them carries a stick",
         "",
