@@ -12,14 +12,19 @@ use xmodal::{
     kit::{Architecture, Preprocess, Resample},
 };
 
-fn text_parity(pooling: Pooling, key: &str) {
-    let fx = read_json("parity/minilm.json");
-    let texts: Vec<&str> = fx["texts"]
+/// The texts of the MiniLM parity fixture (`parity/minilm.json`), in its order.
+fn parity_texts(fx: &serde_json::Value) -> Vec<&str> {
+    fx["texts"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t.as_str().unwrap())
-        .collect();
+        .collect()
+}
+
+fn text_parity(pooling: Pooling, key: &str) {
+    let fx = read_json("parity/minilm.json");
+    let texts = parity_texts(&fx);
     let opts = TextOptions {
         pooling: Some(pooling),
         normalize: Some(false),
@@ -269,12 +274,7 @@ fn resnet50_matches_torchvision_on_formula_weights() {
 /// what half precision costs, measured here, with margin.
 fn half_precision_text(precision: Precision, min_cosine: f32) {
     let fx = read_json("parity/minilm.json");
-    let texts: Vec<&str> = fx["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
+    let texts = parity_texts(&fx);
     let opts = TextOptions {
         pooling: Some(Pooling::Mean),
         normalize: Some(false),
@@ -356,12 +356,7 @@ fn bf16_cnn_on_the_cpu_is_refused_at_load_with_the_reason() {
 #[test]
 fn minilm_int8_stays_within_bounds_of_f32() {
     let fx = read_json("parity/minilm.json");
-    let texts: Vec<&str> = fx["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
+    let texts = parity_texts(&fx);
     let options = |quantization| TextOptions {
         pooling: Some(Pooling::Mean),
         normalize: Some(false),

@@ -579,23 +579,16 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (5, 384), &Device::Cpu).unwrap();
         let f32_out = candle_nn::Linear::new(w, Some(b)).forward(&x).unwrap();
         let ours = x.apply_op1_no_bwd(&q).unwrap();
-        let err = (&ours - &f32_out)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .mean_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            .sqrt();
-        let scale = f32_out
-            .sqr()
-            .unwrap()
-            .mean_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            .sqrt();
+        let rms = |t: &Tensor| {
+            t.sqr()
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .sqrt()
+        };
+        let (err, scale) = (rms(&(&ours - &f32_out).unwrap()), rms(&f32_out));
         assert!(err / scale < 0.02, "relative RMS error {}", err / scale);
     }
 
