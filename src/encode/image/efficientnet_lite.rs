@@ -68,12 +68,9 @@ impl MbConv {
             Some(e) => e.forward(x)?,
             None => x.clone(),
         };
-        let h = self.project.forward(&self.depthwise.forward(&h)?)?;
-        if self.residual {
-            h + x
-        } else {
-            Ok(h)
-        }
+        let h = self.depthwise.forward(&h)?;
+        self.project
+            .forward_residual(&h, self.residual.then_some(x))
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
 
-use super::{depthwise::DepthwiseConv, depthwise_generic::depthwise_conv, im2col::Im2Col};
+use super::{
+    depthwise::DepthwiseConv, depthwise_generic::depthwise_conv, epilogue::Epilogue, im2col::Im2Col,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -52,6 +54,9 @@ pub struct Conv {
     activation: Activation,
     /// Host copies of weight and bias for the CPU depthwise kernel, made once at load.
     depthwise: Option<HostKernel>,
+    /// Host copy of the bias (zeros without one) for the CPU epilogue of a matrix-product
+    /// convolution, made once at load.
+    epilogue_bias: Option<Arc<[f32]>>,
     /// One group per channel, channels in = out: elsewhere than our CPU kernel, the tap-sum
     /// depthwise convolution instead of candle's convolution per group.
     depthwise_shape: bool,
@@ -149,20 +154,25 @@ impl Conv {
     ) -> candle_core::Result<Self> {
         let depthwise_shape =
             spec.groups > 1 && spec.groups == spec.c_in && spec.c_in == spec.c_out;
-        let depthwise = if depthwise_shape && crate::device::cpu_kernels_for(&weight) {
-            let b = match &bias {
-                Some(b) => b.to_vec1()?,
-                None => vec![0.0; spec.c_out],
-            };
+        let cpu = crate::device::cpu_kernels_for(&weight);
+        let host_bias = || -> candle_core::Result<Arc<[f32]>> {
+            Ok(match &bias {
+                Some(b) => b.to_vec1()?.into(),
+                None => vec![0.0; spec.c_out].into(),
+            })
+        };
+        let depthwise = if depthwise_shape && cpu {
             Some(HostKernel {
                 weight: weight.flatten_all()?.to_vec1::<f32>()?.into(),
-                bias: b.into(),
+                bias: host_bias()?,
             })
         } else {
             None
         };
+        let epilogue_bias = (spec.groups == 1 && cpu).then(host_bias).transpose()?;
         Ok(Self {
             depthwise,
+            epilogue_bias,
             depthwise_shape,
             weight,
             bias,
@@ -193,6 +203,18 @@ impl Conv {
 
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_residual(x, None)
+    }
+}
+
+impl Conv {
+    /// `act(conv(x) + bias + residual)`: a residual block's last convolution, with the
+    /// shortcut added before the activation.
+    pub fn forward_residual(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let pads = self.pads(h, w);
         if let (Some(HostKernel { weight, bias }), true) =
@@ -206,7 +228,12 @@ impl Module for Conv {
                 pads,
                 activation: self.activation,
             };
-            return x.contiguous()?.apply_op1_no_bwd(&op);
+            let y = x.contiguous()?.apply_op1_no_bwd(&op)?;
+            if residual.is_some() {
+                // the kernel applies the activation; a shortcut would have to come before it
+                candle_core::bail!("depthwise-conv2d: no residual input")
+            }
+            return Ok(y);
         }
         let (n, c, _, _) = x.dims4()?;
         let c_out = self.weight.dim(0)?;
@@ -214,7 +241,7 @@ impl Module for Conv {
             // One matrix product per image, [C_out, C·k·k] @ [C·k·k, OH·OW], already NCHW.
             // A 1×1, stride-1 convolution needs no column matrix: the input plane is one.
             let w2 = self.weight.reshape((c_out, ()))?.broadcast_left(n)?;
-            if self.kernel == 1 && self.stride == 1 && pads == [0; 4] {
+            let y = if self.kernel == 1 && self.stride == 1 && pads == [0; 4] {
                 w2.matmul(&x.reshape((n, c, h * w))?)?
                     .reshape((n, c_out, h, w))?
             } else {
@@ -226,7 +253,17 @@ impl Module for Conv {
                 let (oh, ow) = op.output_size(h, w);
                 w2.matmul(&x.contiguous()?.apply_op1_no_bwd(&op)?)?
                     .reshape((n, c_out, oh, ow))?
+            };
+            if let (Some(bias), true) = (&self.epilogue_bias, y.is_contiguous()) {
+                // the product is a fresh tensor of its own: finish it in place
+                let epilogue = Epilogue {
+                    bias: bias.clone(),
+                    activation: self.activation,
+                };
+                epilogue.apply(&y, residual)?;
+                return Ok(y);
             }
+            y
         } else if self.depthwise_shape {
             depthwise_conv(x, &self.weight, self.stride, pads)?
         } else {
@@ -245,6 +282,10 @@ impl Module for Conv {
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+            None => y,
+        };
+        let y = match residual {
+            Some(r) => (y + r)?,
             None => y,
         };
         self.activation.apply(&y)

@@ -69,15 +69,12 @@ impl InvertedResidual {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (last, rest) = self.layers.split_last().expect("a block has layers");
         let mut h = x.clone();
-        for l in &self.layers {
+        for l in rest {
             h = l.forward(&h)?;
         }
-        if self.residual {
-            h + x
-        } else {
-            Ok(h)
-        }
+        last.forward_residual(&h, self.residual.then_some(x))
     }
 }
 

@@ -3,6 +3,7 @@
 mod depthwise;
 mod depthwise_generic;
 mod efficientnet_lite;
+mod epilogue;
 mod im2col;
 mod layers;
 mod mobilenet_v2;
