@@ -55,8 +55,8 @@ pub struct ServeArgs {
     /// passes beat one pass split across both; see README's "Serving under load").
     #[arg(long, env = "XMODAL_TEXT_WORKERS", default_value_t = BatchConfig::default().text_workers)]
     pub text_workers: usize,
-    /// Image encoder workers, the same way (each holds one batch's activations; 1 measured
-    /// best on 2 cores).
+    /// Image encoder workers, the same way (2 on 2 cores; each holds one batch's
+    /// activations; 1 gives a lone image query both cores: lower latency at low load).
     #[arg(long, env = "XMODAL_IMAGE_WORKERS", default_value_t = BatchConfig::default().image_workers)]
     pub image_workers: usize,
     /// How long an encoder waits to fill a batch, in milliseconds (0: batch whatever queued
