@@ -1,5 +1,5 @@
 //! Which SIMD paths our own kernels may take. Every kernel (index dot products, BERT's GELU and
-//! attention, image resampling) picks AVX2+FMA at run time where the CPU has them and keeps a
+//! attention, int8 layers, image resampling, depthwise convolution) picks AVX2+FMA at run time where the CPU has them and keeps a
 //! portable fallback, so one binary runs on any x86-64 CPU, with or without AVX-512.
 //!
 //! `XMODAL_PORTABLE_KERNELS=1` forces the portable fallbacks everywhere: tests run whole
