@@ -184,18 +184,22 @@ fn worker<I>(
     let mut held: Option<Job<I>> = None;
     loop {
         // The queue is this worker's while it gathers a batch; the others wait for the next.
-        let Ok(rx) = rx.lock() else { return };
-        let first = match held.take() {
-            Some(job) => job,
-            None => match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            },
+        // A held job never waits for the lock: another worker may hold it while it blocks for
+        // new requests, and the held one would then stall until one came (or time out).
+        let (first, rx) = match held.take() {
+            Some(job) => (job, rx.try_lock().ok()),
+            None => {
+                let Ok(rx) = rx.lock() else { return };
+                match rx.recv() {
+                    Ok(job) => (job, Some(rx)),
+                    Err(_) => return,
+                }
+            }
         };
         let mut items = first.inputs.len();
         let mut jobs = vec![first];
         let deadline = Instant::now() + config.max_wait;
-        while items < config.max_batch {
+        while let (Some(rx), true) = (&rx, items < config.max_batch) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(job) if items + job.inputs.len() > config.max_batch => {
