@@ -7,6 +7,7 @@ pub mod image;
 mod precision;
 pub mod text;
 pub mod throughput;
+pub(crate) mod transformer;
 
 pub use image::{ImageEncoder, ImageError};
 pub use precision::{feature_tag, Precision};

@@ -10,10 +10,7 @@ use candle_core::{DType, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::{
-    int8::Int8Linear,
-    kernels::{Attention, Gelu},
-};
+use crate::encode::transformer::{kernels::Activation, self_attention, Dense, Packing};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct BertConfig {
@@ -50,32 +47,6 @@ struct Layer {
     intermediate: Dense,
     output: Dense,
     output_norm: LayerNorm,
-}
-
-/// A dense layer in f32 (candle's GEMM) or with int8 weights (`--text-quantization int8`).
-enum Dense {
-    F32(Linear),
-    Int8(Int8Linear),
-}
-
-impl Dense {
-    fn new(linear: Linear, int8: bool) -> candle_core::Result<Self> {
-        if int8 {
-            if let Some(q) = Int8Linear::quantize(linear.weight(), linear.bias())? {
-                return Ok(Self::Int8(q));
-            }
-        }
-        Ok(Self::F32(linear))
-    }
-}
-
-impl Module for Dense {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Self::F32(linear) => linear.forward(x),
-            Self::Int8(q) => x.contiguous()?.apply_op1_no_bwd(q),
-        }
-    }
 }
 
 pub struct BertModel {
@@ -192,91 +163,17 @@ impl BertModel {
             let qkv = packing
                 .spread(&layer.qkv.forward(&x)?)?
                 .reshape((b, l, 3 * self.hidden))?;
-            let context = self.attention(&qkv, &mask)?.reshape((b * l, self.hidden))?;
+            let context =
+                self_attention(&qkv, &mask, self.heads, false)?.reshape((b * l, self.hidden))?;
             let context = context.index_select(&packing.rows, 0)?;
             let a = layer
                 .attention_norm
                 .forward(&(layer.attention_out.forward(&context)? + &x)?)?;
-            let i = gelu(&layer.intermediate.forward(&a)?)?;
+            let i = Activation::GeluErf.apply(&layer.intermediate.forward(&a)?)?;
             x = layer
                 .output_norm
                 .forward(&(layer.output.forward(&i)? + &a)?)?;
         }
         packing.spread(&x)?.reshape((b, l, self.hidden))
-    }
-
-    fn attention(&self, qkv: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        if crate::device::cpu_kernels_for(qkv) {
-            return qkv.apply_op2_no_bwd(mask, &Attention { heads: self.heads });
-        }
-        // Other devices: the same math with candle's generic ops.
-        let (b, l, _) = qkv.dims3()?;
-        let d = self.hidden / self.heads;
-        let split = |i: usize| {
-            qkv.narrow(2, i * self.hidden, self.hidden)?
-                .reshape((b, l, self.heads, d))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?;
-        // The dtype's most negative finite number, as transformers adds: in f16, f32::MIN would
-        // be -inf and 0·(-inf) a NaN at every real token.
-        let lowest = match mask.dtype() {
-            DType::F16 => half::f16::MIN.to_f64(),
-            DType::BF16 => half::bf16::MIN.to_f64(),
-            _ => f32::MIN as f64,
-        };
-        let bias = ((mask.ones_like()? - mask)? * lowest)?.reshape((b, 1, 1, l))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias)?)?;
-        probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, l, self.hidden))
-    }
-}
-
-fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
-    if crate::device::cpu_kernels_for(x) {
-        x.contiguous()?.apply_op1_no_bwd(&Gelu)
-    } else {
-        x.gelu_erf()
-    }
-}
-
-/// Where the real tokens of a padded `[B, L]` batch are: packed row `t` is padded row `rows[t]`;
-/// padded row `r` reads packed row `from[r]`, or the zero row `T` when it is padding.
-struct Packing {
-    /// `[T]` padded row of each real token.
-    rows: Tensor,
-    /// `[T]` each real token's position in its sequence.
-    positions: Tensor,
-    /// `[B·L]` packed row of each padded row (`T`: padding).
-    from: Tensor,
-}
-
-impl Packing {
-    /// `mask`: the `[B, L]` 0/1 mask, flattened; `l`: the padded length.
-    fn new(mask: &[u32], l: usize, device: &candle_core::Device) -> candle_core::Result<Self> {
-        let rows: Vec<u32> = (0..mask.len() as u32)
-            .filter(|&r| mask[r as usize] != 0)
-            .collect();
-        let mut from = vec![rows.len() as u32; mask.len()];
-        for (t, &r) in rows.iter().enumerate() {
-            from[r as usize] = t as u32;
-        }
-        let positions: Vec<u32> = rows.iter().map(|&r| r % l as u32).collect();
-        Ok(Self {
-            positions: Tensor::from_vec(positions, rows.len(), device)?,
-            rows: Tensor::from_slice(&rows, rows.len(), device)?,
-            from: Tensor::from_vec(from, mask.len(), device)?,
-        })
-    }
-
-    /// `[T, D]` → `[B·L, D]`, zeros at padding.
-    fn spread(&self, packed: &Tensor) -> candle_core::Result<Tensor> {
-        let zero = Tensor::zeros((1, packed.dim(1)?), packed.dtype(), packed.device())?;
-        Tensor::cat(&[packed, &zero], 0)?.index_select(&self.from, 0)
     }
 }

@@ -2,8 +2,6 @@
 
 mod bert;
 mod bert_model;
-mod int8;
-mod kernels;
 mod static_vectors;
 mod words;
 

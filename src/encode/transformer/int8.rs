@@ -1,4 +1,4 @@
-//! int8 dense layers for BERT on the CPU (`--text-quantization int8`).
+//! int8 dense layers for the transformer encoders on the CPU (`--text-quantization int8`).
 //!
 //! Weights are quantized once at load, per output channel (symmetric, scale = max|w| / 127);
 //! activations per token row at run time (symmetric, scale = max|x| / 127, stored as u8 with zero

@@ -1,7 +1,8 @@
-//! CPU kernels for the BERT forward pass where candle's generic ops cost more than the math:
-//! attention over short sequences (many tiny per-head matrices) and the erf in GELU (a scalar
-//! libm call per element in candle). Both are plain loops that the compiler vectorises; on x86-64
-//! they are compiled a second time for AVX2+FMA and chosen at run time.
+//! CPU kernels for the transformer encoders (BERT, the CLIP family) where candle's generic ops
+//! cost more than the math: attention over short sequences (many tiny per-head matrices) and the
+//! activations (the erf in GELU, the exp in quick GELU and tanh GELU: a scalar libm call per
+//! element in candle). All are plain loops that the compiler vectorises; on x86-64 they are
+//! compiled a second time for AVX2+FMA and chosen at run time.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
@@ -27,34 +28,109 @@ pub fn erf(x: f32) -> f32 {
     x * p / q
 }
 
+/// e^x for f32 from 2^k and a degree-6 polynomial on the remainder (Cephes' expf): multiplies,
+/// adds and a floor, so a loop of it vectorises where libm's `expf` is a call per element.
+/// Relative error ~2e-7 on [-87, 88]; outside it the input is clamped (e^-87 ≈ 1.6e-38).
 #[inline(always)]
-fn gelu_slice(xs: &mut [f32]) {
-    for x in xs {
-        *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split so k·LN2_HI is exact for the k that occur
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 88.0);
+    let k = x.mul_add(LOG2E, 0.5).floor();
+    let r = k.mul_add(-LN2_LO, k.mul_add(-LN2_HI, x));
+    let mut p = 1.987_569_1e-4f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 5.000_000_1e-1);
+    let y = p.mul_add(r * r, r) + 1.0;
+    y * f32::from_bits(((k as i32 + 127) << 23) as u32)
+}
+
+/// The activations the transformer encoders use (`hidden_act` in their configs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu`: x·Φ(x) with the exact erf (BERT, OpenCLIP's nn.GELU, LAION's CLIP).
+    GeluErf,
+    /// `gelu_pytorch_tanh`: GELU's tanh approximation (SigLIP).
+    GeluTanh,
+    /// `quick_gelu`: x·σ(1.702·x) (OpenAI's CLIP).
+    QuickGelu,
+}
+
+impl Activation {
+    /// From a config's `hidden_act`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Self::GeluErf),
+            "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Some(Self::GeluTanh),
+            "quick_gelu" => Some(Self::QuickGelu),
+            _ => None,
+        }
+    }
+
+    /// Through our kernel on the CPU in f32; candle's ops elsewhere (GPU, half precision).
+    pub fn apply(self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+        if crate::device::cpu_kernels_for(x) {
+            return x.contiguous()?.apply_op1_no_bwd(&self);
+        }
+        match self {
+            Self::GeluErf => x.gelu_erf(),
+            Self::GeluTanh => x.gelu(),
+            Self::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+        }
+    }
+}
+
+#[inline(always)]
+fn activate_slice(act: Activation, xs: &mut [f32]) {
+    match act {
+        Activation::GeluErf => {
+            for x in xs {
+                *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        }
+        Activation::GeluTanh => {
+            // 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³)
+            const C: f32 = 0.797_884_6;
+            for x in xs {
+                let u = C * x.mul_add(0.044_715 * *x * *x, *x);
+                *x /= 1.0 + exp(-2.0 * u);
+            }
+        }
+        Activation::QuickGelu => {
+            for x in xs {
+                *x /= 1.0 + exp(-1.702 * *x);
+            }
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_slice_avx2(xs: &mut [f32]) {
-    gelu_slice(xs)
+unsafe fn activate_slice_avx2(act: Activation, xs: &mut [f32]) {
+    activate_slice(act, xs)
 }
 
-fn gelu_dispatch(xs: &mut [f32]) {
+fn activate_dispatch(act: Activation, xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::simd::avx2_fma() {
         // SAFETY: the CPU supports the features this copy was compiled for.
-        return unsafe { gelu_slice_avx2(xs) };
+        return unsafe { activate_slice_avx2(act, xs) };
     }
-    gelu_slice(xs)
+    activate_slice(act, xs)
 }
 
-/// Exact (erf) GELU, as BERT's `hidden_act: "gelu"`.
-pub struct Gelu;
-
-impl CustomOp1 for Gelu {
+impl CustomOp1 for Activation {
     fn name(&self) -> &'static str {
-        "gelu-erf-fast"
+        match self {
+            Self::GeluErf => "gelu-erf-fast",
+            Self::GeluTanh => "gelu-tanh-fast",
+            Self::QuickGelu => "quick-gelu-fast",
+        }
     }
 
     fn cpu_fwd(
@@ -63,7 +139,8 @@ impl CustomOp1 for Gelu {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let mut out = contiguous_f32(storage, layout, self.name())?.to_vec();
-        out.par_chunks_mut(16 * 1024).for_each(gelu_dispatch);
+        out.par_chunks_mut(16 * 1024)
+            .for_each(|xs| activate_dispatch(*self, xs));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -71,14 +148,18 @@ impl CustomOp1 for Gelu {
 /// Multi-head self-attention from a fused `[B, L, 3·H·D]` QKV projection and a `[B, L]` 0/1 key
 /// mask to the context `[B, L, H·D]`: softmax(q·kᵀ/√D over unmasked keys)·v per head. Masked keys
 /// get exactly zero weight (HF adds the dtype's minimum before softmax: the same after rounding).
+/// `causal`: position i also ignores keys after i (CLIP's text tower).
 pub struct Attention {
     pub heads: usize,
+    pub causal: bool,
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn attend_head(
     qkv: &[f32],
     mask: &[f32],
+    causal: bool,
     l: usize,
     hidden: usize,
     head: usize,
@@ -92,7 +173,7 @@ fn attend_head(
         let q = &qkv[i * stride + head * d..i * stride + head * d + d];
         let mut max = f32::NEG_INFINITY;
         for j in 0..l {
-            if mask[j] == 0.0 {
+            if mask[j] == 0.0 || (causal && j > i) {
                 scores[j] = f32::NEG_INFINITY;
                 continue;
             }
@@ -129,21 +210,25 @@ fn attend_head(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn attend_head_avx2(
     qkv: &[f32],
     mask: &[f32],
+    causal: bool,
     l: usize,
     hidden: usize,
     head: usize,
     d: usize,
     out: &mut [f32],
 ) {
-    attend_head(qkv, mask, l, hidden, head, d, out)
+    attend_head(qkv, mask, causal, l, hidden, head, d, out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn attend_dispatch(
     qkv: &[f32],
     mask: &[f32],
+    causal: bool,
     l: usize,
     hidden: usize,
     head: usize,
@@ -153,9 +238,9 @@ fn attend_dispatch(
     #[cfg(target_arch = "x86_64")]
     if crate::simd::avx2_fma() {
         // SAFETY: the CPU supports the features this copy was compiled for.
-        return unsafe { attend_head_avx2(qkv, mask, l, hidden, head, d, out) };
+        return unsafe { attend_head_avx2(qkv, mask, causal, l, hidden, head, d, out) };
     }
-    attend_head(qkv, mask, l, hidden, head, d, out)
+    attend_head(qkv, mask, causal, l, hidden, head, d, out)
 }
 
 impl CustomOp2 for Attention {
@@ -194,6 +279,7 @@ impl CustomOp2 for Attention {
                 attend_dispatch(
                     &qkv[seq * l * three_hidden..(seq + 1) * l * three_hidden],
                     &mask[seq * l..(seq + 1) * l],
+                    self.causal,
                     l,
                     hidden,
                     head,
@@ -242,14 +328,54 @@ mod tests {
     }
 
     #[test]
+    fn fast_exp_and_activations_are_accurate() {
+        let mut worst = 0f64;
+        for i in -8700..=8800 {
+            let x = i as f32 / 100.0;
+            let rel = ((exp(x) as f64 - (x as f64).exp()) / (x as f64).exp()).abs();
+            worst = worst.max(rel);
+        }
+        assert!(worst < 5e-7, "max relative exp error = {worst}");
+        let reference = |act: Activation, x: f64| -> f64 {
+            match act {
+                Activation::GeluErf => 0.5 * x * (1.0 + erf_f64(x / std::f64::consts::SQRT_2)),
+                Activation::GeluTanh => {
+                    let u = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+                    0.5 * x * (1.0 + u.tanh())
+                }
+                Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
+            }
+        };
+        for act in [
+            Activation::GeluErf,
+            Activation::GeluTanh,
+            Activation::QuickGelu,
+        ] {
+            let mut xs: Vec<f32> = (-1000..=1000).map(|i| i as f32 / 100.0).collect();
+            let inputs = xs.clone();
+            activate_slice(act, &mut xs);
+            for (&x, &y) in inputs.iter().zip(&xs) {
+                let r = reference(act, x as f64);
+                assert!(
+                    (y as f64 - r).abs() <= 1e-6 * (1.0 + r.abs()),
+                    "{act:?}({x}) = {y}, expected {r}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn attention_weights_ignore_masked_keys() {
         // one sequence, 2 positions, 1 head of width 1: q=k=1 everywhere; v = [10, 20]
         let qkv = [1.0, 1.0, 10.0, 1.0, 1.0, 20.0];
         let mut out = [0.0; 2];
-        attend_head(&qkv, &[1.0, 0.0], 2, 1, 0, 1, &mut out);
+        attend_head(&qkv, &[1.0, 0.0], false, 2, 1, 0, 1, &mut out);
         assert_eq!(out, [10.0, 10.0]);
-        attend_head(&qkv, &[1.0, 1.0], 2, 1, 0, 1, &mut out);
+        attend_head(&qkv, &[1.0, 1.0], false, 2, 1, 0, 1, &mut out);
         assert!((out[0] - 15.0).abs() < 1e-5 && (out[1] - 15.0).abs() < 1e-5);
+        // causal: the first position sees only itself, the second both
+        attend_head(&qkv, &[1.0, 1.0], true, 2, 1, 0, 1, &mut out);
+        assert!((out[0] - 10.0).abs() < 1e-5 && (out[1] - 15.0).abs() < 1e-5);
     }
 
     /// The copies chosen at run time (AVX2+FMA where present) agree with the portable loops
@@ -257,22 +383,31 @@ mod tests {
     #[test]
     fn dispatched_kernels_match_the_portable_ones() {
         let mut rng = crate::rng::Rng::new(11);
-        let mut xs: Vec<f32> = (0..1027).map(|_| 3.0 * rng.normal()).collect();
-        let mut portable = xs.clone();
-        gelu_dispatch(&mut xs);
-        gelu_slice(&mut portable);
-        for (a, b) in xs.iter().zip(&portable) {
-            assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "gelu {a} vs {b}");
+        for act in [
+            Activation::GeluErf,
+            Activation::GeluTanh,
+            Activation::QuickGelu,
+        ] {
+            let mut xs: Vec<f32> = (0..1027).map(|_| 3.0 * rng.normal()).collect();
+            let mut portable = xs.clone();
+            activate_dispatch(act, &mut xs);
+            activate_slice(act, &mut portable);
+            for (a, b) in xs.iter().zip(&portable) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                    "{act:?} {a} vs {b}"
+                );
+            }
         }
         // 7 positions, 4 heads of 16, the last two keys masked
         let (l, heads, d) = (7, 4, 16);
         let hidden = heads * d;
         let qkv: Vec<f32> = (0..l * 3 * hidden).map(|_| rng.normal()).collect();
         let mask = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0];
-        for head in 0..heads {
+        for (head, causal) in (0..heads).flat_map(|h| [(h, false), (h, true)]) {
             let (mut a, mut b) = (vec![0.0; l * d], vec![0.0; l * d]);
-            attend_dispatch(&qkv, &mask, l, hidden, head, d, &mut a);
-            attend_head(&qkv, &mask, l, hidden, head, d, &mut b);
+            attend_dispatch(&qkv, &mask, causal, l, hidden, head, d, &mut a);
+            attend_head(&qkv, &mask, causal, l, hidden, head, d, &mut b);
             for (x, y) in a.iter().zip(&b) {
                 assert!(
                     (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
