@@ -1,7 +1,10 @@
 //! `xmodal embed text|image`: encoder outputs as JSON lines, one per input; `xmodal embed
 //! throughput`: how many per second, on whatever device it runs.
 
-use std::{io::Write, path::PathBuf};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -14,9 +17,10 @@ use crate::{
 
 #[derive(Debug, Subcommand)]
 pub enum EmbedCommand {
-    /// `{"text":…, "embedding":[…]}` per text.
+    /// `{"text":…, "embedding":[…]}` per text (a CLIP-family snapshot: its projected text
+    /// embedding, what `get_text_features` returns).
     Text {
-        /// A text model directory (kit or HF layout).
+        /// A text model directory (kit, HF layout, or a CLIP/SigLIP/OpenCLIP snapshot).
         #[arg(long, env = "XMODAL_TEXT_MODEL")]
         model: PathBuf,
         /// Override the model's pooling (BERT: cls|mean; word vectors: mean|sum).
@@ -33,15 +37,17 @@ pub enum EmbedCommand {
         /// auto = f16 on a GPU, f32 on the CPU.
         #[arg(long, env = "XMODAL_PRECISION", value_enum, default_value_t)]
         precision: Precision,
-        /// BERT's dense layers: auto = int8 on the CPU in f32, none elsewhere.
-        #[arg(long, env = "XMODAL_TEXT_QUANTIZATION", value_enum, default_value_t = TextQuantization::Auto)]
+        /// BERT's dense layers: auto = int8 on the CPU in f32, none elsewhere (CLIP-family text
+        /// towers: none unless int8 is asked for). `--quantization` is the old name.
+        #[arg(long = "text-quantization", alias = "quantization", env = "XMODAL_TEXT_QUANTIZATION", value_enum, default_value_t = TextQuantization::Auto)]
         quantization: TextQuantization,
         /// The texts; none, or `-`, reads one text per line from stdin.
         texts: Vec<String>,
     },
-    /// `{"path":…, "embedding":[…]}` per image file (or `{"path":…, "error":…}`).
+    /// `{"path":…, "embedding":[…]}` per image file (or `{"path":…, "error":…}`); a CLIP-family
+    /// snapshot: its projected image embedding (`get_image_features`).
     Image {
-        /// An image model directory (kit, or torchvision/timm safetensors).
+        /// An image model directory (kit, torchvision/timm safetensors, or a CLIP-family snapshot).
         #[arg(long, env = "XMODAL_IMAGE_MODEL")]
         model: PathBuf,
         #[arg(long, default_value_t = 16)]
@@ -108,7 +114,7 @@ fn line(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
+pub fn run(cmd: EmbedCommand, device: DeviceSpec, models_dir: &Path) -> anyhow::Result<()> {
     let device = device.open()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -123,6 +129,7 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
         } => throughput(
             &mut out,
             &device,
+            models_dir,
             (&text_models, &text_quantization),
             &image_models,
             &batches,
@@ -155,6 +162,7 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
                     max_length,
                     precision,
                     quantization,
+                    models_dir: models_dir.to_path_buf(),
                 },
                 &device,
             )?;
@@ -220,9 +228,11 @@ pub fn run(cmd: EmbedCommand, device: DeviceSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn throughput(
     out: &mut impl Write,
     device: &candle_core::Device,
+    models_dir: &Path,
     (text_models, quantizations): (&[PathBuf], &[TextQuantization]),
     image_models: &[PathBuf],
     batches: &[usize],
@@ -240,16 +250,15 @@ fn throughput(
                 max_length: Some(256),
                 precision,
                 quantization,
+                models_dir: models_dir.to_path_buf(),
                 ..Default::default()
             };
             let encoder = TextEncoder::load(dir, &options, device)?;
-            let name = encoder.describe()["model"]
-                .as_str()
-                .unwrap_or("text")
-                .to_string();
-            let model = match quantization.resolve(device, precision.dtype(device)) {
-                TextQuantization::Int8 => format!("{name} int8"),
-                _ => name,
+            let described = encoder.describe();
+            let name = described["model"].as_str().unwrap_or("text");
+            let model = match described["quantization"].as_str() {
+                Some(q) => format!("{name} {q}"),
+                None => name.to_string(),
             };
             for &batch in batches {
                 let items_per_s = crate::encode::throughput::text(&encoder, batch, reps)?;

@@ -116,7 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => block_on(demo::run(args, data, &cli.models_dir, cli.device)),
         Command::Models(cmd) => models::run(cmd, &cli.models_dir),
-        Command::Embed(cmd) => embed::run(cmd, cli.device),
+        Command::Embed(cmd) => embed::run(cmd, cli.device, &cli.models_dir),
         Command::Ingest(args) => block_on(async {
             let catalog = open_catalog(data, cli.database.as_deref()).await?;
             ingest::run(args, &catalog, data, &cli.models_dir, cli.device).await

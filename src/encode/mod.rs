@@ -1,7 +1,9 @@
-//! Where pixels and words become vectors. Text encoders (BERT family, static word vectors) and
-//! image encoders (CNNs) load from a model directory described by a [`crate::kit::Manifest`] and
-//! return one row per input: the feature before any projection head.
+//! Where pixels and words become vectors. Text encoders (BERT family, static word vectors, the
+//! CLIP family's text towers) and image encoders (CNNs, the CLIP family's vision towers) load
+//! from a model directory described by a [`crate::kit::Manifest`] and return one row per input:
+//! the feature before any projection head (for the CLIP family: its projected embedding).
 
+pub mod clip;
 mod cpu;
 pub mod image;
 mod precision;

@@ -3,7 +3,7 @@
 //! GPU machine with nothing but the binary can measure itself (scripts/gpu-check).
 //!
 //! Text: captions of ~12 words made from fixed word lists, tokenisation included. Images: already
-//! normalised `[3, 224, 224]` tensors (decoding excluded). Each timed pass reads the features
+//! normalised `[3, side, side]` tensors (decoding excluded). Each timed pass reads the features
 //! back to the host, which waits for the device to finish.
 
 use std::time::Instant;
@@ -80,15 +80,17 @@ pub fn text(encoder: &TextEncoder, batch: usize, reps: usize) -> Result<f64, Enc
     Ok(batch as f64 / seconds)
 }
 
-/// Images per second for batches of `batch` prepared 224×224 images.
+/// Images per second for batches of `batch` prepared images (the model's input side: 224 for
+/// the kit's CNNs).
 pub fn image(
     encoder: &ImageEncoder,
     batch: usize,
     reps: usize,
     device: &Device,
 ) -> Result<f64, EncodeError> {
+    let side = encoder.preprocess().crop as usize;
     let images: Vec<Tensor> = (0..batch)
-        .map(|_| Tensor::randn(0f32, 1.0, (3, 224, 224), device))
+        .map(|_| Tensor::randn(0f32, 1.0, (3, side, side), device))
         .collect::<Result<_, _>>()?;
     let seconds = median_seconds(reps, || {
         encoder.encode_prepared(&images)?.to_vec2::<f32>()?;

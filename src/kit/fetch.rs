@@ -11,13 +11,14 @@ const PTH_CONVERTER: &str = include_str!("scripts/pth_to_safetensors.py");
 const GALLERY: &str = include_str!("../../models/gallery.jsonl");
 
 /// The models `fetch` knows how to build.
-pub const KIT_MODELS: [&str; 6] = [
+pub const KIT_MODELS: [&str; 7] = [
     "minilm-l6",
     "efficientnet-lite0",
     "mobilenet-v2",
     "glove-6b-50d",
     "demo-gallery",
     "dejavu-sans",
+    "clip-bpe",
 ];
 
 /// Where the kit puts the demo gallery (real photos + our captions, JSONL layout).

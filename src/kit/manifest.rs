@@ -24,6 +24,10 @@ pub enum Modality {
     Dataset,
     /// Not a model: the font figures are drawn with.
     Font,
+    /// A text tower and an image tower sharing one embedding space (the CLIP family).
+    Joint,
+    /// Not a model: a tokenizer's vocabulary that snapshots leave to the kit.
+    Vocabulary,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +45,14 @@ pub enum Architecture {
     Jsonl,
     /// A TrueType font.
     Ttf,
+    /// transformers' CLIPModel snapshot (`config.json` `model_type` `clip`).
+    Clip,
+    /// transformers' SiglipModel snapshot (`model_type` `siglip`).
+    Siglip,
+    /// open_clip's hub layout (`open_clip_config.json` + `open_clip_model.safetensors`).
+    OpenClip,
+    /// CLIP's byte-level BPE vocabulary (open_clip's `bpe_simple_vocab_16e6.txt.gz`).
+    ClipBpe,
 }
 
 impl Architecture {
@@ -49,6 +61,8 @@ impl Architecture {
             Self::Bert | Self::Static => Modality::Text,
             Self::Jsonl => Modality::Dataset,
             Self::Ttf => Modality::Font,
+            Self::Clip | Self::Siglip | Self::OpenClip => Modality::Joint,
+            Self::ClipBpe => Modality::Vocabulary,
             _ => Modality::Image,
         }
     }
@@ -59,7 +73,14 @@ impl Architecture {
             Self::EfficientnetLite0 | Self::MobilenetV2 => Some(1280),
             Self::Vgg16 => Some(4096),
             Self::Resnet50 => Some(2048),
-            Self::Bert | Self::Static | Self::Jsonl | Self::Ttf => None,
+            Self::Bert
+            | Self::Static
+            | Self::Jsonl
+            | Self::Ttf
+            | Self::Clip
+            | Self::Siglip
+            | Self::OpenClip
+            | Self::ClipBpe => None,
         }
     }
 }
@@ -77,6 +98,47 @@ pub struct Preprocess {
     /// of feature-set ids) when bilinear, so ids from before the field existed stay valid.
     #[serde(default, skip_serializing_if = "Resample::is_bilinear")]
     pub resample: Resample,
+    /// How the image reaches `crop`×`crop`. Left out when it is torchvision's (the shorter side
+    /// to `resize`, then a centre crop), so older ids stay valid.
+    #[serde(default, skip_serializing_if = "ResizeMode::is_shorter_side")]
+    pub resize_mode: ResizeMode,
+    /// How the centre crop's offsets round. Left out when torchvision's.
+    #[serde(default, skip_serializing_if = "CropOffsets::is_round")]
+    pub crop_offsets: CropOffsets,
+}
+
+/// How an image is brought to the model's square input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// The shorter side to `resize`, then the centre `crop` (torchvision, CLIP's processors).
+    #[default]
+    ShorterSide,
+    /// Straight to `crop`×`crop`, the aspect ratio not kept (SigLIP's processors).
+    Squash,
+}
+
+impl ResizeMode {
+    fn is_shorter_side(&self) -> bool {
+        *self == Self::ShorterSide
+    }
+}
+
+/// How a centre crop's left and top offsets round when the margin is odd.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CropOffsets {
+    /// Python's `round` (ties to even): torchvision's `CenterCrop`, open_clip.
+    #[default]
+    Round,
+    /// Integer division: transformers' image processors.
+    Floor,
+}
+
+impl CropOffsets {
+    fn is_round(&self) -> bool {
+        *self == Self::Round
+    }
 }
 
 /// PIL's antialiased resize filters, as the reference eval transforms use them.
@@ -104,6 +166,8 @@ impl Default for Preprocess {
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
             resample: Resample::Bilinear,
+            resize_mode: ResizeMode::ShorterSide,
+            crop_offsets: CropOffsets::Round,
         }
     }
 }
@@ -146,8 +210,10 @@ pub enum ManifestError {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("{0}: cannot tell which model this is (no xmodal.json, config.json, *.vec or known safetensors layout)")]
+    #[error("{0}: cannot tell which model this is (no xmodal.json, config.json, open_clip_config.json, *.vec or known safetensors layout)")]
     Unrecognised(PathBuf),
+    #[error("{path}: {message}")]
+    Unsupported { path: PathBuf, message: String },
     #[error("{path}: cannot read safetensors header: {message}")]
     Safetensors { path: PathBuf, message: String },
 }
@@ -179,6 +245,21 @@ impl Manifest {
                     path: config.clone(),
                     source,
                 })?;
+            match cfg.get("model_type").and_then(|v| v.as_str()) {
+                Some("clip") => return Ok(Self::joint(name, Architecture::Clip)),
+                Some("siglip") => return Ok(Self::joint(name, Architecture::Siglip)),
+                Some(
+                    other @ ("siglip2" | "chinese_clip" | "clip_vision_model" | "clip_text_model"),
+                ) => {
+                    return Err(ManifestError::Unsupported {
+                        path: config,
+                        message: format!(
+                            "model_type {other:?} is not supported (clip and siglip snapshots are)"
+                        ),
+                    })
+                }
+                _ => {}
+            }
             if let Some(hidden) = cfg.get("hidden_size").and_then(|v| v.as_u64()) {
                 let max_length = cfg
                     .get("max_position_embeddings")
@@ -192,6 +273,9 @@ impl Manifest {
                     max_length,
                 ));
             }
+        }
+        if dir.join("open_clip_config.json").exists() {
+            return Ok(Self::joint(name, Architecture::OpenClip));
         }
         if let Some(vec_file) = find_with_extension(dir, "vec") {
             let dims = fasttext_dims(&vec_file)?;
@@ -225,6 +309,24 @@ impl Manifest {
             normalize: false,
             max_length,
             lowercase: true,
+            preprocess: None,
+            source: serde_json::Value::Null,
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// A CLIP-family snapshot; its width and preprocessing come from its own config files when
+    /// the encoders load it (`encode::clip::config`).
+    fn joint(name: String, architecture: Architecture) -> Self {
+        Self {
+            name,
+            modality: Modality::Joint,
+            architecture,
+            dims: 0,
+            pooling: None,
+            normalize: false,
+            max_length: None,
+            lowercase: false,
             preprocess: None,
             source: serde_json::Value::Null,
             files: BTreeMap::new(),

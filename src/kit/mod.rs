@@ -6,9 +6,14 @@
 pub mod fetch;
 pub mod manifest;
 
-pub use manifest::{Architecture, Manifest, ManifestError, Modality, Preprocess, Resample};
+pub use manifest::{
+    Architecture, CropOffsets, Manifest, ManifestError, Modality, Preprocess, Resample, ResizeMode,
+};
 
 use std::path::{Path, PathBuf};
+
+/// Where the kit lives unless `--models-dir` says otherwise.
+pub const DEFAULT_MODELS_DIR: &str = "models";
 
 /// The kit's default encoders, used wherever no `--image-model` / `--text-model` is given.
 pub const DEFAULT_IMAGE_MODEL: &str = "efficientnet-lite0";

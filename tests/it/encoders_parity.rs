@@ -31,6 +31,7 @@ fn text_parity(pooling: Pooling, key: &str) {
         max_length: Some(256),
         precision: Precision::F32,
         quantization: TextQuantization::None,
+        ..Default::default()
     };
     let enc = TextEncoder::load(&kit_model("minilm-l6"), &opts, &Device::Cpu).unwrap();
     let ours: Vec<Vec<f32>> = enc.encode(&texts).unwrap().to_vec2().unwrap();
@@ -281,6 +282,7 @@ fn half_precision_text(precision: Precision, min_cosine: f32) {
         max_length: Some(256),
         precision,
         quantization: TextQuantization::None,
+        ..Default::default()
     };
     let enc = TextEncoder::load(&kit_model("minilm-l6"), &opts, &Device::Cpu).unwrap();
     let out = enc.encode(&texts).unwrap();
@@ -363,6 +365,7 @@ fn minilm_int8_stays_within_bounds_of_f32() {
         max_length: Some(256),
         precision: Precision::F32,
         quantization,
+        ..Default::default()
     };
     let int8 = TextEncoder::load(
         &kit_model("minilm-l6"),

@@ -6,6 +6,8 @@ mod common;
 
 mod browser;
 mod cli_models;
+mod clip_parity;
+mod clip_tokenizer;
 mod config;
 mod demo;
 mod encoders_loading;

@@ -1,4 +1,5 @@
-//! Image encoders: a photo becomes one vector (the pooled CNN feature before the classifier).
+//! Image encoders: a photo becomes one vector (the pooled CNN feature before the classifier, or
+//! a CLIP-family vision tower's projected embedding).
 
 mod depthwise;
 mod depthwise_generic;
@@ -22,7 +23,10 @@ pub use preprocess::ImageError;
 pub use resnet::ResNet50;
 pub use vgg::Vgg16;
 
-use super::{EncodeError, Precision};
+use super::{
+    clip::{ClipVision, Family},
+    EncodeError, Precision,
+};
 use crate::kit::{Architecture, Manifest, Modality, Preprocess};
 
 pub enum Backbone {
@@ -30,6 +34,8 @@ pub enum Backbone {
     MobileNetV2(MobileNetV2),
     Vgg16(Vgg16),
     ResNet50(ResNet50),
+    /// A CLIP-family vision tower (its features are the projected image embeddings).
+    Clip(Box<ClipVision>),
 }
 
 impl Backbone {
@@ -57,6 +63,7 @@ impl Backbone {
             Self::MobileNetV2(m) => m.features(x),
             Self::Vgg16(m) => m.features(x),
             Self::ResNet50(m) => m.features(x),
+            Self::Clip(m) => m.features(x),
         }
     }
 
@@ -67,6 +74,7 @@ impl Backbone {
             Self::MobileNetV2(m) => m.classifier(),
             Self::Vgg16(m) => m.classifier(),
             Self::ResNet50(m) => m.classifier(),
+            Self::Clip(_) => None,
         }
     }
 
@@ -90,7 +98,22 @@ pub struct ImageEncoder {
 
 impl ImageEncoder {
     pub fn load(dir: &Path, precision: Precision, device: &Device) -> Result<Self, EncodeError> {
-        let manifest = Manifest::load(dir)?;
+        let mut manifest = Manifest::load(dir)?;
+        if let Some(family) = Family::of(manifest.architecture) {
+            let dtype = precision.dtype(device);
+            let cfg = crate::encode::clip::load_config(dir, family)?;
+            let tower = ClipVision::load(dir, &manifest.name, &cfg, dtype, device)?;
+            manifest.dims = tower.dims();
+            manifest.preprocess = Some(cfg.preprocess.clone());
+            return Ok(Self {
+                manifest,
+                backbone: Backbone::Clip(Box::new(tower)),
+                classifier: None,
+                preprocess: cfg.preprocess,
+                dtype,
+                device: device.clone(),
+            });
+        }
         if manifest.modality != Modality::Image {
             return Err(EncodeError::Config(format!(
                 "{} is a text model, not an image model",
@@ -187,6 +210,14 @@ impl ImageEncoder {
 
     pub fn classifier(&self) -> Option<&candle_nn::Linear> {
         self.classifier.as_ref()
+    }
+
+    /// The CLIP-family vision tower, when this is one.
+    pub fn clip(&self) -> Option<&ClipVision> {
+        match &self.backbone {
+            Backbone::Clip(tower) => Some(tower),
+            _ => None,
+        }
     }
 
     /// ImageNet-1k logits from pooled features, when the checkpoint has its classifier.

