@@ -23,6 +23,10 @@ pub struct EvalArgs {
     /// Also write the metrics as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Other heads to evaluate on the same split for comparison (`zero-shot`: a CLIP-family
+    /// model's own space, or ConSE), comma-separated; in `--json` under `compared`.
+    #[arg(long, value_delimiter = ',')]
+    pub compare: Vec<String>,
 }
 
 /// Which heads, encoders and split: shared by `eval` and `report grid`.
@@ -58,6 +62,7 @@ impl Selection {
 pub(super) struct Evaluation {
     pub projector: Projector,
     pub set: PairedSet,
+    pub encoders: crate::features::encoders::Encoders,
 }
 
 /// Load encoders, the projector (`heads`: a directory or `zero-shot`) and a split's features.
@@ -89,7 +94,11 @@ pub(super) async fn load_evaluation(
         &device,
     )
     .await?;
-    Ok(Evaluation { projector, set })
+    Ok(Evaluation {
+        projector,
+        set,
+        encoders: enc,
+    })
 }
 
 pub async fn run(
@@ -99,10 +108,33 @@ pub async fn run(
     models_dir: &Path,
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
-    let Evaluation { projector, set } =
-        load_evaluation(&args.selection, catalog, data, models_dir, device).await?;
+    let Evaluation {
+        projector,
+        set,
+        encoders,
+    } = load_evaluation(&args.selection, catalog, data, models_dir, device).await?;
     let ranks = rank_projector(&projector, &set)?;
     let metrics = ranks.metrics();
+    let mut compared = serde_json::Map::new();
+    let mut tables = String::new();
+    for heads in &args.compare {
+        let other = crate::heads::open(
+            heads,
+            &encoders,
+            args.selection.top,
+            &data.features(),
+            set.images.device(),
+        )?;
+        let m = rank_projector(&other.projector, &set)?.metrics();
+        tables += &format!("\n{}", markdown(&other.projector.name(), &m));
+        tables += &format!(
+            "R-sum {:.1} vs {:.1} ({:+.1})\n",
+            metrics.rsum(),
+            m.rsum(),
+            metrics.rsum() - m.rsum()
+        );
+        compared.insert(other.name, serde_json::to_value(m)?);
+    }
     println!(
         "{} on {} {} ({} images, {} captions)\n",
         projector.name(),
@@ -115,11 +147,14 @@ pub async fn run(
         set.image_ids.len(),
         set.text_image.len()
     );
-    print!("{}", markdown(&projector.name(), &metrics));
+    print!("{}{tables}", markdown(&projector.name(), &metrics));
     if let Some(path) = &args.json {
         // API.md's shape, plus the R@k curve (k = 1..50) that `xmodal report recall` plots
         let mut json = serde_json::to_value(metrics)?;
         json["recall_curve"] = serde_json::to_value(ranks.recall_curve(RECALL_CURVE_K))?;
+        if !compared.is_empty() {
+            json["compared"] = compared.into();
+        }
         std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")?;
     }
     Ok(())

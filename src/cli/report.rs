@@ -146,8 +146,12 @@ fn read_training_log(dir: &Path) -> anyhow::Result<TrainingSeries> {
         .map(|(i, line)| {
             let v: serde_json::Value = serde_json::from_str(line)
                 .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-            match (v["epoch"].as_u64(), v["loss"].as_f64(), v["rsum"].as_f64()) {
-                (Some(e), Some(loss), Some(rsum)) => Ok((e as usize, loss, rsum)),
+            // a residual head's epoch 0 (its starting point) has no training loss
+            match (v["epoch"].as_u64(), &v["loss"], v["rsum"].as_f64()) {
+                (Some(0), serde_json::Value::Null, Some(rsum)) => Ok((0, None, rsum)),
+                (Some(e), loss, Some(rsum)) if loss.is_f64() => {
+                    Ok((e as usize, loss.as_f64(), rsum))
+                }
                 _ => anyhow::bail!("{}:{}: needs epoch, loss and rsum", path.display(), i + 1),
             }
         })
@@ -169,7 +173,7 @@ async fn grid_rows(
     catalog: &Catalog,
     evaluation: &Evaluation,
 ) -> anyhow::Result<Vec<Row>> {
-    let Evaluation { projector, set } = evaluation;
+    let Evaluation { projector, set, .. } = evaluation;
     if set.image_ids.is_empty() {
         anyhow::bail!("the selected split has no images with features");
     }

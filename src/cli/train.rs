@@ -23,7 +23,9 @@ pub struct TrainArgs {
     pub loss: Loss,
     #[arg(long, value_enum, default_value_t = Direction::Joint)]
     pub direction: Direction,
-    #[arg(long, value_enum, default_value_t = Architecture::Mlp)]
+    /// auto: residual on a CLIP-family model's own features (training starts from its
+    /// zero-shot space), mlp otherwise.
+    #[arg(long, value_enum, default_value_t = Architecture::Auto)]
     pub architecture: Architecture,
     /// Hidden layers of the mlp architecture.
     #[arg(long, default_value_t = 1)]
@@ -113,7 +115,7 @@ pub async fn run(
     let cfg = TrainConfig {
         loss: args.loss,
         direction: args.direction,
-        architecture: args.architecture,
+        architecture: args.architecture.resolve(enc.joint().is_some()),
         depth: args.depth,
         width: args.width,
         out_dim: args.out_dim,
@@ -158,10 +160,13 @@ pub async fn run(
             bar.set_position(step as u64);
         },
         |e| {
+            let loss = match e.loss {
+                Some(loss) => format!("loss {loss:.4}"),
+                None => "(the start)".into(),
+            };
             bar.println(format!(
-                "epoch {:>3}: loss {:.4}  val R@1 {:.1}/{:.1}  R-sum {:.1}  mean cos img {:.3} txt {:.3}{}  ({:.1}s)",
+                "epoch {:>3}: {loss}  val R@1 {:.1}/{:.1}  R-sum {:.1}  mean cos img {:.3} txt {:.3}{}  ({:.1}s)",
                 e.epoch,
-                e.loss,
                 e.val.i2t.r1,
                 e.val.t2i.r1,
                 e.rsum,

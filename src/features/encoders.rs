@@ -12,6 +12,10 @@ use crate::encode::{ImageEncoder, Pooling, Precision, TextEncoder, TextOptions, 
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct EncoderSpec {
+    /// A joint text–image model for both sides: a CLIP, SigLIP or OpenCLIP snapshot directory
+    /// (the same as `--text-model DIR --image-model DIR`).
+    #[arg(long, env = "XMODAL_MODEL", conflicts_with_all = ["image_model", "text_model", "image_features"])]
+    pub model: Option<PathBuf>,
     /// Image encoder directory (default: MODELS_DIR/efficientnet-lite0).
     #[arg(long, env = "XMODAL_IMAGE_MODEL")]
     pub image_model: Option<PathBuf>,
@@ -30,8 +34,9 @@ pub struct EncoderSpec {
     /// heads trained on the f32 one accept (and the other way round).
     #[arg(long, env = "XMODAL_PRECISION", value_enum, default_value_t)]
     pub precision: Precision,
-    /// BERT's dense layers: auto = int8 on the CPU in f32, none elsewhere. int8 is a different
-    /// feature set, which heads trained on f32 features accept.
+    /// BERT's dense layers: auto = int8 on the CPU in f32, none elsewhere (a CLIP-family text
+    /// tower: none unless int8 is asked for). int8 is a different feature set, which heads
+    /// trained on f32 features accept.
     #[arg(long, env = "XMODAL_TEXT_QUANTIZATION", value_enum, default_value_t = TextQuantization::Auto)]
     pub text_quantization: TextQuantization,
 }
@@ -47,18 +52,21 @@ pub struct Encoders {
 
 impl EncoderSpec {
     pub fn image_dir(&self, models_dir: &Path) -> PathBuf {
-        crate::kit::image_model_dir(models_dir, self.image_model.as_deref())
+        let given = self.model.as_deref().or(self.image_model.as_deref());
+        crate::kit::image_model_dir(models_dir, given)
     }
 
     pub fn text_dir(&self, models_dir: &Path) -> PathBuf {
-        crate::kit::text_model_dir(models_dir, self.text_model.as_deref())
+        let given = self.model.as_deref().or(self.text_model.as_deref());
+        crate::kit::text_model_dir(models_dir, given)
     }
 
-    pub fn text_options(&self) -> TextOptions {
+    pub fn text_options(&self, models_dir: &Path) -> TextOptions {
         TextOptions {
             pooling: self.pooling,
             precision: self.precision,
             quantization: self.text_quantization,
+            models_dir: models_dir.to_path_buf(),
             ..Default::default()
         }
     }
@@ -82,7 +90,7 @@ impl EncoderSpec {
         device: &Device,
     ) -> anyhow::Result<(TextEncoder, FeatureSpec)> {
         let dir = self.text_dir(models_dir);
-        let text = TextEncoder::load(&dir, &self.text_options(), device)?;
+        let text = TextEncoder::load(&dir, &self.text_options(models_dir), device)?;
         let spec = FeatureSpec::for_text(&dir, &text)?;
         Ok((text, spec))
     }
@@ -113,6 +121,15 @@ impl EncoderSpec {
 }
 
 impl Encoders {
+    /// The model's name when both encoders are the two towers of one CLIP-family snapshot, whose
+    /// features then share a space of their own.
+    pub fn joint(&self) -> Option<&str> {
+        self.image.as_ref()?.clip()?;
+        self.text.clip()?;
+        (self.image_spec.manifest_sha256 == self.text_spec.manifest_sha256)
+            .then_some(self.image_spec.encoder.as_str())
+    }
+
     /// The image encoder, for work that computes image features.
     pub fn image_encoder(&self) -> anyhow::Result<&ImageEncoder> {
         self.image.as_ref().ok_or_else(|| {

@@ -38,6 +38,8 @@ pub enum ClassText {
     Name,
     /// "a photo of a {name}" and "{name}: {gloss}", equally weighted.
     NameAndGloss,
+    /// CLIP's own prompt, "a photo of a {name}.": what CLIP-family models are classified with.
+    ClipPrompt,
 }
 
 impl ClassText {
@@ -46,6 +48,7 @@ impl ClassText {
         match self {
             Self::Name => "name",
             Self::NameAndGloss => "gloss",
+            Self::ClipPrompt => "clip-prompt",
         }
     }
 }
@@ -136,6 +139,9 @@ impl ConSE {
 /// Every class's text embedding, `[1000, text_dims]`, L2-normalised.
 pub fn class_embeddings(text: &TextEncoder, class_text: ClassText) -> Result<Tensor, EncodeError> {
     let names = IMAGENET_CLASSES.lines();
+    if class_text == ClassText::ClipPrompt {
+        return encode_all(text, names.map(|n| format!("a photo of a {n}.")));
+    }
     let mut embeddings = encode_all(text, names.clone().map(|n| PROMPT.replace("{}", n)))?;
     if class_text == ClassText::NameAndGloss {
         let described = names

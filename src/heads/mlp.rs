@@ -21,6 +21,12 @@ pub struct MlpConfig {
     pub input_norm: bool,
     /// L2-normalise outputs (cosine losses and scoring).
     pub normalize: bool,
+    /// Add the input to the output (before normalising), with the last layer initialised at
+    /// zero: the head starts as the identity, so a head on a CLIP-family model's features starts
+    /// exactly at its zero-shot space and training adapts from there (CLIP-Adapter's setup).
+    /// Needs `output == input` and no `input_norm`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub residual: bool,
 }
 
 impl MlpConfig {
@@ -33,6 +39,7 @@ impl MlpConfig {
             dropout: 0.5,
             input_norm: false,
             normalize: false,
+            residual: false,
         }
     }
 
@@ -45,6 +52,7 @@ impl MlpConfig {
             dropout: 0.1,
             input_norm: false,
             normalize: false,
+            residual: false,
         }
     }
 }
@@ -66,6 +74,14 @@ pub struct Mlp {
 impl Mlp {
     /// Fresh weights: PyTorch's default Linear init (uniform ±1/√fan_in), PReLU slope 0.25.
     pub fn new(config: MlpConfig, rng: &mut Rng, device: &Device) -> candle_core::Result<Self> {
+        if config.residual && (config.output != config.input || config.input_norm) {
+            candle_core::bail!(
+                "a residual head maps {} features to {} with input_norm {}: it needs output = input and no input_norm",
+                config.input,
+                config.output,
+                config.input_norm
+            )
+        }
         let mut dims = vec![config.input];
         dims.extend(&config.hidden);
         dims.push(config.output);
@@ -85,6 +101,14 @@ impl Mlp {
             )?)?;
             let bias = Var::from_tensor(&Tensor::from_vec(uniform(rng, out), out, device)?)?;
             let hidden = i + 2 < dims.len();
+            if !hidden && config.residual {
+                // the identity at the start: the residual branch adds nothing yet
+                weight
+                    .as_tensor()
+                    .zeros_like()
+                    .and_then(|z| weight.set(&z))?;
+                bias.as_tensor().zeros_like().and_then(|z| bias.set(&z))?;
+            }
             let slope = if hidden {
                 Some(Var::from_tensor(&Tensor::new(&[0.25f32], device)?)?)
             } else {
@@ -167,6 +191,9 @@ impl Mlp {
                     }
                 }
             }
+        }
+        if self.config.residual {
+            h = (h + x)?;
         }
         if self.config.normalize {
             l2_normalize(&h)

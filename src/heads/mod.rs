@@ -159,6 +159,9 @@ impl TrainedHeads {
 pub enum Projector {
     Trained(Box<TrainedHeads>),
     ZeroShot(Box<ConSE>),
+    /// A CLIP-family model's own space: its projected features, L2-normalised, are already
+    /// comparable across text and images (no head).
+    Joint,
 }
 
 impl Projector {
@@ -166,6 +169,7 @@ impl Projector {
         match self {
             Self::Trained(h) => h.image.forward(features, None),
             Self::ZeroShot(z) => z.images(features),
+            Self::Joint => crate::encode::l2_normalize(features),
         }
     }
 
@@ -173,13 +177,14 @@ impl Projector {
         match self {
             Self::Trained(h) => h.text.forward(features, None),
             Self::ZeroShot(z) => z.texts(features),
+            Self::Joint => crate::encode::l2_normalize(features),
         }
     }
 
     pub fn score(&self) -> Score {
         match self {
             Self::Trained(h) => h.config.score,
-            Self::ZeroShot(_) => Score::Cosine,
+            Self::ZeroShot(_) | Self::Joint => Score::Cosine,
         }
     }
 
@@ -187,6 +192,7 @@ impl Projector {
         match self {
             Self::Trained(h) => h.config.name.clone(),
             Self::ZeroShot(z) => format!("zero-shot (ConSE, top {})", z.top()),
+            Self::Joint => "zero-shot (the model's own joint space)".into(),
         }
     }
 }

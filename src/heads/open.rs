@@ -1,6 +1,7 @@
-//! Heads named on the command line or in a config: `zero-shot` (ConSE over the image model's
-//! ImageNet classifier and the text encoder) or a trained heads directory, checked against the
-//! feature sets the loaded encoders produce. `serve` and `eval` open heads the same way.
+//! Heads named on the command line or in a config: `zero-shot` (a CLIP-family model's own joint
+//! space, named after the model; otherwise ConSE over the image model's ImageNet classifier and
+//! the text encoder) or a trained heads directory, checked against the feature sets the loaded
+//! encoders produce. `serve` and `eval` open heads the same way.
 
 use std::path::Path;
 
@@ -34,6 +35,13 @@ pub fn open(
     device: &Device,
 ) -> Result<OpenedHeads, HeadsError> {
     if heads == ZERO_SHOT {
+        if let Some(model) = encoders.joint() {
+            return Ok(OpenedHeads {
+                name: model.to_string(),
+                projector: Projector::Joint,
+                id: "joint".into(),
+            });
+        }
         let image = encoders
             .image
             .as_ref()

@@ -20,8 +20,11 @@ pub struct CurveSeries {
 /// One training run: (epoch, training loss, validation R-sum) per epoch.
 pub struct TrainingSeries {
     pub name: String,
-    pub epochs: Vec<(usize, f64, f64)>,
+    pub epochs: Vec<EpochPoint>,
 }
+
+/// (epoch, training loss (none for the epoch-0 baseline of a residual head), validation R-sum).
+pub type EpochPoint = (usize, Option<f64>, f64);
 
 /// A line per series in one panel, with a legend.
 struct Panel<'a> {
@@ -158,12 +161,15 @@ pub fn recall_curves(out: &Path, series: &[CurveSeries]) -> Result<(), ReportErr
 
 /// Training loss and validation R-sum per epoch for every run.
 pub fn training_curves(out: &Path, runs: &[TrainingSeries]) -> Result<(), ReportError> {
-    let pick = |f: fn(&(usize, f64, f64)) -> f64| {
+    let pick = |f: fn(&EpochPoint) -> Option<f64>| {
         runs.iter()
             .map(|r| {
                 (
                     r.name.as_str(),
-                    r.epochs.iter().map(|e| (e.0 as f64, f(e))).collect(),
+                    r.epochs
+                        .iter()
+                        .filter_map(|e| Some((e.0 as f64, f(e)?)))
+                        .collect(),
                 )
             })
             .collect()
@@ -179,7 +185,7 @@ pub fn training_curves(out: &Path, runs: &[TrainingSeries]) -> Result<(), Report
             title: "validation R-sum",
             x_desc: "epoch",
             y_desc: "R@1+5+10, both ways",
-            lines: pick(|e| e.2),
+            lines: pick(|e| Some(e.2)),
         },
     ];
     draw_panels(out, &panels, false)

@@ -29,10 +29,28 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
+    /// Residual on a CLIP-family model's own features, mlp otherwise.
+    Auto,
     /// The original study's heads (image 1 hidden layer, dropout 0.5; text 2, dropout 0.1).
     Original,
     /// `--depth` hidden layers of `--width`, `--dropout` everywhere.
     Mlp,
+    /// An adapter on features that already share a space (a CLIP-family model's): `--depth`
+    /// hidden layers of `--width` added to the input, the last layer starting at zero, so
+    /// training starts from the model's zero-shot space (step 0 equals it). The output keeps
+    /// the features' width (`--out-dim` is not used).
+    Residual,
+}
+
+impl Architecture {
+    /// What `Auto` means for features that do (`joint`) or do not share a space already.
+    pub fn resolve(self, joint: bool) -> Self {
+        match self {
+            Self::Auto if joint => Self::Residual,
+            Self::Auto => Self::Mlp,
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,7 +98,8 @@ impl TrainConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct EpochLog {
     pub epoch: usize,
-    pub loss: f64,
+    /// Mean training loss; none for epoch 0, a residual head's starting point.
+    pub loss: Option<f64>,
     pub lr: f64,
     pub seconds: f64,
     pub val: Metrics,
@@ -114,7 +133,8 @@ pub enum TrainError {
     Empty,
 }
 
-/// A collapsed embedding: nearly every pair points the same way.
+/// Mean pairwise cosine above which embeddings point the same way (one half of a collapse; see
+/// [`collapsed`]).
 pub const COLLAPSE_COSINE: f32 = 0.95;
 
 pub fn heads_configs(
@@ -127,14 +147,16 @@ pub fn heads_configs(
             MlpConfig::original_image(image_dims, cfg.out_dim),
             MlpConfig::original_text(text_dims, cfg.out_dim),
         ),
-        Architecture::Mlp => {
+        Architecture::Mlp | Architecture::Auto | Architecture::Residual => {
+            let residual = cfg.architecture == Architecture::Residual;
             let mk = |input| MlpConfig {
                 input,
                 hidden: vec![cfg.width; cfg.depth],
-                output: cfg.out_dim,
+                output: if residual { input } else { cfg.out_dim },
                 dropout: cfg.dropout,
                 input_norm: false,
                 normalize: false,
+                residual,
             };
             (mk(image_dims), mk(text_dims))
         }
@@ -202,6 +224,33 @@ pub fn train(
     let mut log = Vec::new();
     let mut lr = cfg.lr;
     let steps = n.div_ceil(cfg.batch_size.max(1));
+    if img_cfg.residual {
+        // a residual head starts at the identity: epoch 0 is the features' own space (a CLIP
+        // model's zero-shot), the baseline every trained epoch has to beat to be kept
+        let entry = validate(
+            cfg,
+            (&image, &text),
+            val,
+            (0, None, lr, Instant::now()),
+            &log_scale,
+        )?;
+        writeln!(
+            log_file,
+            "{}",
+            serde_json::to_string(&entry).expect("log serialises")
+        )?;
+        on_epoch(&entry);
+        let training = serde_json::json!({"config": cfg, "best_epoch": 0, "val": entry.val, "val_rsum": entry.rsum});
+        let heads = TrainedHeads {
+            config: heads_config(cfg, name, &img_cfg, &txt_cfg, specs, training),
+            image,
+            text,
+        };
+        heads.save(out)?;
+        (image, text) = (heads.image, heads.text);
+        best = Some((0, entry.val));
+        log.push(entry);
+    }
     for epoch in 1..=cfg.epochs {
         let started = Instant::now();
         rng.shuffle(&mut order);
@@ -237,40 +286,14 @@ pub fn train(
         if let Stepper::Fused(fused) = &stepper {
             fused.write_back(&image, &text, &log_scale)?;
         }
-        // score this epoch on the validation split: project once, for metrics and collapse alike
-        let (e_img, e_txt) = (
-            image.forward(&val.images, None)?,
-            text.forward(&val.texts, None)?,
-        );
-        let score = score_of(cfg);
-        let metrics = evaluate_embeddings(&e_img, &e_txt, score, &val.text_image)?;
-        let (cos_i, var_i) = spread(&e_img)?;
-        let (cos_t, var_t) = spread(&e_txt)?;
-        let collapsed = cos_i > COLLAPSE_COSINE && cos_t > COLLAPSE_COSINE;
-        if collapsed {
-            tracing::warn!(epoch, mean_cosine_images = cos_i, mean_cosine_texts = cos_t, "EMBEDDINGS COLLAPSED: nearly all validation embeddings point the same way; retrieval is at chance");
-        }
-        let entry = EpochLog {
-            epoch,
-            loss: total / steps as f64,
-            lr,
-            seconds: started.elapsed().as_secs_f64(),
-            rsum: metrics.rsum(),
-            val: metrics,
-            mean_cosine_images: cos_i,
-            mean_cosine_texts: cos_t,
-            variance_images: var_i,
-            variance_texts: var_t,
-            collapsed,
-            temperature: (cfg.loss == Loss::Infonce).then(|| {
-                log_scale
-                    .as_tensor()
-                    .exp()
-                    .and_then(|s| s.recip())
-                    .and_then(|t| t.squeeze(0)?.to_scalar::<f32>())
-                    .unwrap_or(f32::NAN)
-            }),
-        };
+        let entry = validate(
+            cfg,
+            (&image, &text),
+            val,
+            (epoch, Some(total / steps as f64), lr, started),
+            &log_scale,
+        )?;
+        let metrics = entry.val;
         writeln!(
             log_file,
             "{}",
@@ -304,14 +327,87 @@ pub fn train(
         }
     }
     let (best_epoch, best) = best.expect("at least one epoch ran");
-    let mean_epoch_seconds = log.iter().map(|e| e.seconds).sum::<f64>() / log.len() as f64;
+    let trained: Vec<&EpochLog> = log.iter().filter(|e| e.epoch > 0).collect();
+    let mean_epoch_seconds =
+        trained.iter().map(|e| e.seconds).sum::<f64>() / trained.len().max(1) as f64;
     Ok(TrainOutcome {
         best_epoch,
         best,
-        epochs_run: log.len(),
+        epochs_run: trained.len(),
         mean_epoch_seconds,
         log,
     })
+}
+
+/// One epoch's validation record: both heads project the validation split once, for the metrics
+/// and the collapse check alike. `(epoch, loss, lr, started)` describe the epoch.
+fn validate(
+    cfg: &TrainConfig,
+    (image, text): (&Mlp, &Mlp),
+    val: &PairedSet,
+    (epoch, loss, lr, started): (usize, Option<f64>, f64, Instant),
+    log_scale: &Var,
+) -> Result<EpochLog, TrainError> {
+    let (e_img, e_txt) = (
+        image.forward(&val.images, None)?,
+        text.forward(&val.texts, None)?,
+    );
+    let metrics = evaluate_embeddings(&e_img, &e_txt, score_of(cfg), &val.text_image)?;
+    let (cos_i, var_i) = spread(&e_img)?;
+    let (cos_t, var_t) = spread(&e_txt)?;
+    let chance = chance_r10(val.images.dim(0)?);
+    let collapsed = collapsed(&metrics, (cos_i, cos_t), chance);
+    if collapsed {
+        tracing::warn!(
+            epoch,
+            mean_cosine_images = cos_i,
+            mean_cosine_texts = cos_t,
+            "EMBEDDINGS COLLAPSED: nearly all validation embeddings point the same way and retrieval is at chance (R@10 i2t {:.1}, t2i {:.1}; chance {chance:.1})",
+            metrics.i2t.r10,
+            metrics.t2i.r10
+        );
+    }
+    Ok(EpochLog {
+        epoch,
+        loss,
+        lr,
+        seconds: started.elapsed().as_secs_f64(),
+        rsum: metrics.rsum(),
+        val: metrics,
+        mean_cosine_images: cos_i,
+        mean_cosine_texts: cos_t,
+        variance_images: var_i,
+        variance_texts: var_t,
+        collapsed,
+        temperature: (cfg.loss == Loss::Infonce).then(|| {
+            log_scale
+                .as_tensor()
+                .exp()
+                .and_then(|s| s.recip())
+                .and_then(|t| t.squeeze(0)?.to_scalar::<f32>())
+                .unwrap_or(f32::NAN)
+        }),
+    })
+}
+
+/// R@10 (percent) of ranking at random among `images` validation images: a query's 10 picks
+/// hold one of the right images (t2i), or one of an image's captions (i2t), with probability
+/// about 10 / images either way.
+fn chance_r10(images: usize) -> f64 {
+    (1000.0 / images.max(1) as f64).min(100.0)
+}
+
+/// Collapse is a fact about retrieval, not about geometry alone: embeddings can crowd into a
+/// narrow cone (mean cosine near 1) and still rank well, since ranking depends on differences
+/// between scores, not their spread. So a space is collapsed when its embeddings point the same
+/// way *and* retrieval is no better than chance: R@10 both ways under 1.5× chance (or chance +
+/// 5 points where chance is tiny).
+fn collapsed(metrics: &Metrics, (cos_images, cos_texts): (f32, f32), chance: f64) -> bool {
+    let at_chance = |r10: f64| r10 <= (1.5 * chance).max(chance + 5.0);
+    cos_images > COLLAPSE_COSINE
+        && cos_texts > COLLAPSE_COSINE
+        && at_chance(metrics.i2t.r10)
+        && at_chance(metrics.t2i.r10)
 }
 
 /// How a training step runs: written out on the CPU, or candle's autograd.
@@ -402,5 +498,83 @@ fn score_of(cfg: &TrainConfig) -> Score {
         Score::Cosine
     } else {
         Score::NegSquaredL2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    /// 100 images with 5 captions each, as unit vectors `base + spread · own direction`: the
+    /// caption of an image shares its direction when `paired`, else points anywhere.
+    fn space(spread: f32, paired: bool) -> (Tensor, Tensor, Vec<usize>) {
+        let (n, dims) = (100, 64);
+        let mut rng = crate::rng::Rng::new(3);
+        let base: Vec<f32> = (0..dims).map(|_| rng.normal()).collect();
+        let directions: Vec<Vec<f32>> = (0..n)
+            .map(|_| (0..dims).map(|_| rng.normal()).collect())
+            .collect();
+        let vector = |d: &[f32], rng: &mut crate::rng::Rng| -> Vec<f32> {
+            let v: Vec<f32> = base
+                .iter()
+                .zip(d)
+                .map(|(b, x)| b + spread * (x + 0.3 * rng.normal()))
+                .collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / norm).collect()
+        };
+        let images: Vec<f32> = directions
+            .iter()
+            .flat_map(|d| vector(d, &mut rng))
+            .collect();
+        let text_image: Vec<usize> = (0..n * 5).map(|t| t / 5).collect();
+        let texts: Vec<f32> = text_image
+            .iter()
+            .flat_map(|&i| {
+                let d = if paired {
+                    directions[i].clone()
+                } else {
+                    (0..dims).map(|_| rng.normal()).collect()
+                };
+                vector(&d, &mut rng)
+            })
+            .collect();
+        (
+            Tensor::from_vec(images, (n, dims), &Device::Cpu).unwrap(),
+            Tensor::from_vec(texts, (n * 5, dims), &Device::Cpu).unwrap(),
+            text_image,
+        )
+    }
+
+    fn verdict(spread_: f32, paired: bool) -> (bool, Metrics, f32) {
+        let (images, texts, text_image) = space(spread_, paired);
+        let metrics = evaluate_embeddings(&images, &texts, Score::Cosine, &text_image).unwrap();
+        let cos = (spread(&images).unwrap().0, spread(&texts).unwrap().0);
+        let chance = chance_r10(images.dim(0).unwrap());
+        (collapsed(&metrics, cos, chance), metrics, cos.0.min(cos.1))
+    }
+
+    #[test]
+    fn a_tight_but_useful_space_is_not_called_collapsed() {
+        // every embedding within a narrow cone, yet each caption next to its own image
+        let (collapsed, metrics, cos) = verdict(0.02, true);
+        assert!(
+            cos > COLLAPSE_COSINE,
+            "the cone is tight: mean cosine {cos}"
+        );
+        assert!(metrics.t2i.r10 > 90.0, "{metrics:?}");
+        assert!(!collapsed);
+    }
+
+    #[test]
+    fn a_tight_space_that_ranks_at_chance_is_collapsed() {
+        let (collapsed, metrics, cos) = verdict(0.02, false);
+        assert!(cos > COLLAPSE_COSINE, "mean cosine {cos}");
+        assert!(metrics.t2i.r10 < 25.0, "{metrics:?}");
+        assert!(collapsed);
+        // and a spread-out space is never collapsed, however it ranks
+        assert!(!verdict(1.0, false).0);
     }
 }

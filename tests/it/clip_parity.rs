@@ -24,7 +24,7 @@ pub fn models_dir() -> PathBuf {
     kit_model("clip-bpe").parent().unwrap().to_path_buf()
 }
 
-pub fn gallery_photo(id: &str) -> PathBuf {
+pub fn gallery_path(id: &str) -> PathBuf {
     let images = kit_model("demo-gallery").join("images");
     std::fs::read_dir(&images)
         .unwrap()
@@ -104,7 +104,7 @@ fn check_family(key: &str, dir: &str, max_abs: f32, photo_max_abs: f32) {
     assert!(image.clip().is_some());
     let photos: Vec<Vec<u8>> = strings(&reference["photos"])
         .iter()
-        .map(|id| std::fs::read(gallery_photo(id)).unwrap())
+        .map(|id| std::fs::read(gallery_path(id)).unwrap())
         .collect();
     let bytes: Vec<&[u8]> = photos.iter().map(Vec::as_slice).collect();
     let ours: Vec<Vec<f32>> = image.encode_bytes(&bytes).unwrap().to_vec2().unwrap();
@@ -193,8 +193,7 @@ fn clip_and_siglip_preprocessing_match_the_reference_processors() {
     ] {
         let image = ImageEncoder::load(&clip_fixture(dir), Precision::F32, &Device::Cpu).unwrap();
         for photo in CROP_PHOTOS {
-            let decoded =
-                preprocess::decode(&std::fs::read(gallery_photo(photo)).unwrap()).unwrap();
+            let decoded = preprocess::decode(&std::fs::read(gallery_path(photo)).unwrap()).unwrap();
             let ours = decoded.model_input(image.preprocess());
             let theirs = image::open(clip_fixture("crops").join(format!("{kind}_{photo}.png")))
                 .unwrap()

@@ -7,6 +7,7 @@ mod common;
 mod browser;
 mod cli_models;
 mod clip_parity;
+mod clip_search;
 mod clip_tokenizer;
 mod config;
 mod demo;

@@ -73,7 +73,7 @@ fn training_chart_and_empty_inputs() {
     let run = |name: &str, base: f64| TrainingSeries {
         name: name.into(),
         epochs: (1..=6)
-            .map(|e| (e, base / e as f64, 100.0 + 10.0 * e as f64))
+            .map(|e| (e, Some(base / e as f64), 100.0 + 10.0 * e as f64))
             .collect(),
     };
     let out = dir.join("training.png");

@@ -5,14 +5,14 @@ use std::{path::PathBuf, sync::Arc};
 
 use candle_core::Device;
 
-use super::{Service, Space, UPLOADS_DATASET};
+use super::{tags::ZeroShotTags, Service, Space, UPLOADS_DATASET};
 use crate::{
     data::{catalog::Backend, Catalog, DataDir, ImageId},
     features::{
         backfill::fill_vectors,
         encoders::{EncoderSpec, Encoders},
     },
-    heads::{self, Score, ZERO_SHOT},
+    heads::{self, conse::ClassText, Score, ZERO_SHOT},
     index::{
         open::{open_side, Side},
         pgvector, IndexParams,
@@ -98,6 +98,7 @@ impl Service {
             .register_feature_set(&encoders.text_spec.row())
             .await?;
         let uploads_dataset = catalog.dataset(UPLOADS_DATASET, "upload", "http").await?;
+        let zero_shot_tags = zero_shot_tags(&encoders, config, log)?;
         let Encoders {
             image,
             text,
@@ -123,10 +124,39 @@ impl Service {
                 config.query_cache_bytes,
             ),
             write_lock: tokio::sync::Mutex::new(()),
+            zero_shot_tags,
         };
         service.update_index_gauges().await;
         Ok(service)
     }
+}
+
+/// For a CLIP-family model, the zero-shot ImageNet classifier its tags come from (class prompt
+/// embeddings kept beside the feature cache, made on first start).
+fn zero_shot_tags(
+    encoders: &Encoders,
+    config: &ServiceConfig,
+    log: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<Option<Arc<ZeroShotTags>>> {
+    let (Some(_), Some(vision)) = (
+        encoders.joint(),
+        encoders.image.as_ref().and_then(|i| i.clip()),
+    ) else {
+        return Ok(None);
+    };
+    log("tags: the model's zero-shot classifier over ImageNet's class prompts");
+    let classes = heads::class_cache::load_or_make(
+        &config.data.features(),
+        &encoders.text,
+        &encoders.text_spec.id(),
+        ClassText::ClipPrompt,
+        &config.device,
+    )?;
+    Ok(Some(Arc::new(ZeroShotTags {
+        classes,
+        scale: vision.logit_scale,
+        bias: vision.logit_bias,
+    })))
 }
 
 async fn open_catalog(
@@ -172,12 +202,17 @@ async fn open_space(
     );
     let (image_spec, text_spec) = (&encoders.image_spec, &encoders.text_spec);
     let id = format!("{}|{}|{}", opened.id, image_spec.id(), text_spec.id());
-    let model = format!(
-        "{} over {} + {}",
-        opened.projector.name(),
-        image_spec.encoder,
-        text_spec.encoder
-    );
+    let model = match opened.projector {
+        heads::Projector::Joint => {
+            format!("{} zero-shot (its own joint space)", image_spec.encoder)
+        }
+        ref p => format!(
+            "{} over {} + {}",
+            p.name(),
+            image_spec.encoder,
+            text_spec.encoder
+        ),
+    };
     // the first space keeps the plain layout; others get a directory of their own
     let index_dir = if first {
         config.data.index()

@@ -11,6 +11,8 @@ mod load;
 mod search;
 mod tags;
 
+use std::sync::Arc;
+
 use candle_core::{Device, Tensor};
 
 pub use collection::{ImageDetails, ImageFile, Upload};
@@ -107,6 +109,8 @@ pub struct Service {
     query_cache: Option<super::query_cache::QueryCache>,
     /// Writes are serialised: one upload or delete at a time keeps catalog and index in step.
     write_lock: tokio::sync::Mutex<()>,
+    /// A CLIP-family model's zero-shot classifier for tags (else the image model's own).
+    zero_shot_tags: Option<Arc<tags::ZeroShotTags>>,
 }
 
 pub const UPLOADS_DATASET: &str = "uploads";

@@ -2,7 +2,8 @@
 //!
 //! Same arithmetic as `heads::Mlp::forward` under candle's autograd (Linear, PReLU, inverted
 //! dropout with masks drawn from our RNG in the same order, optional frozen input
-//! standardisation and L2-normalised output), but each layer is one GEMM plus one fused
+//! standardisation, optional residual and L2-normalised output; the residual adds the input,
+//! which is not trained, so the backward pass is unchanged), but each layer is one GEMM plus one fused
 //! element-wise pass, activations live in buffers reused every step, and the first layer's input
 //! gradient (features are not trained) is never computed.
 
@@ -35,6 +36,8 @@ pub struct DenseMlp {
     norm: Option<(Vec<f32>, Vec<f32>)>,
     dropout: f32,
     normalize: bool,
+    /// The input is added to the last layer's output (no input standardisation then).
+    residual: bool,
     rows: usize,
     /// `inputs[i]`: what layer `i` read in the last forward pass (`[rows, layer.inputs]`).
     inputs: Vec<Vec<f32>>,
@@ -64,6 +67,7 @@ impl DenseMlp {
         norm: Option<(Vec<f32>, Vec<f32>)>,
         dropout: f32,
         normalize: bool,
+        residual: bool,
     ) -> Self {
         let grads = layers
             .iter()
@@ -80,6 +84,7 @@ impl DenseMlp {
             norm,
             dropout,
             normalize,
+            residual,
             rows: 0,
             inputs: vec![Vec::new(); depth],
             pre: vec![Vec::new(); depth],
@@ -169,6 +174,12 @@ impl DenseMlp {
                 self.pre[i] = out;
             } else {
                 self.raw = out;
+            }
+        }
+        if self.residual {
+            // inputs[0] is the raw input: a residual head has no standardisation
+            for (y, x) in self.raw.iter_mut().zip(&self.inputs[0]) {
+                *y += x;
             }
         }
         let dims = self.output_dims();

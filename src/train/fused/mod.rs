@@ -192,6 +192,7 @@ fn dense(mlp: &Mlp) -> candle_core::Result<DenseMlp> {
         norm,
         mlp.config.dropout,
         mlp.config.normalize,
+        mlp.config.residual,
     ))
 }
 

@@ -19,6 +19,8 @@ struct Case {
     hidden: (Vec<usize>, Vec<usize>),
     dropout: f32,
     input_norm: bool,
+    /// Residual heads (output = input; the features are cut to one width for both sides).
+    residual: bool,
 }
 
 fn config(case: &Case) -> TrainConfig {
@@ -49,21 +51,35 @@ fn heads(case: &Case, cfg: &TrainConfig, features: (&Tensor, &Tensor)) -> (Mlp, 
     let dev = Device::Cpu;
     let mut rng = Rng::new(11);
     let mlp = |input, hidden: &Vec<usize>, rng: &mut Rng| {
-        Mlp::new(
+        let head = Mlp::new(
             MlpConfig {
                 input,
                 hidden: hidden.clone(),
-                output: cfg.out_dim,
+                output: if case.residual { input } else { cfg.out_dim },
                 dropout: case.dropout,
                 input_norm: case.input_norm,
                 normalize: cfg.normalized(),
+                residual: case.residual,
             },
             rng,
             &dev,
         )
-        .unwrap()
+        .unwrap();
+        if case.residual {
+            // a residual head starts with its last layer at zero, where the layers below get
+            // no gradient: start elsewhere so every gradient is checked
+            let (w, b, _) = head.layers().last().unwrap();
+            for v in [w, b] {
+                let t = v.as_tensor();
+                let values: Vec<f32> = (0..t.elem_count()).map(|_| 0.3 * rng.normal()).collect();
+                v.set(&Tensor::from_vec(values, t.shape(), &dev).unwrap())
+                    .unwrap();
+            }
+        }
+        head
     };
-    let mut image = mlp(IMAGE_DIMS, &case.hidden.0, &mut rng);
+    let image_dims = features.0.dim(1).unwrap();
+    let mut image = mlp(image_dims, &case.hidden.0, &mut rng);
     let mut text = mlp(TEXT_DIMS, &case.hidden.1, &mut rng);
     image.fit_input_norm(features.0).unwrap();
     text.fit_input_norm(features.1).unwrap();
@@ -147,6 +163,7 @@ fn cases() -> Vec<Case> {
                 hidden: (vec![32], vec![32, 20]),
                 dropout: 0.3,
                 input_norm: false,
+                residual: false,
             });
             out.push(Case {
                 loss,
@@ -154,6 +171,7 @@ fn cases() -> Vec<Case> {
                 hidden: (vec![], vec![]),
                 dropout: 0.0,
                 input_norm: false,
+                residual: false,
             });
             out.push(Case {
                 loss,
@@ -161,6 +179,16 @@ fn cases() -> Vec<Case> {
                 hidden: (vec![20], vec![20]),
                 dropout: 0.0,
                 input_norm: true,
+                residual: false,
+            });
+            // the adapter on a CLIP-family model's features
+            out.push(Case {
+                loss,
+                direction,
+                hidden: (vec![12], vec![12]),
+                dropout: 0.3,
+                input_norm: false,
+                residual: true,
             });
         }
     }
@@ -171,10 +199,19 @@ fn cases() -> Vec<Case> {
 fn loss_and_every_gradient_match_candle_autograd() {
     for case in cases() {
         let (images, texts, image_rows, text_rows) = data(case.dropout > 0.0);
+        let images = if case.residual {
+            images
+                .narrow(1, 0, TEXT_DIMS)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        } else {
+            images
+        };
         let cfg = config(&case);
         let what = format!(
-            "{:?} {:?} hidden {:?} dropout {} norm {}",
-            case.loss, case.direction, case.hidden, case.dropout, case.input_norm
+            "{:?} {:?} hidden {:?} dropout {} norm {} residual {}",
+            case.loss, case.direction, case.hidden, case.dropout, case.input_norm, case.residual
         );
         let (image, text, log_scale) = heads(&case, &cfg, (&images, &texts));
         let loss = candle_loss(
@@ -236,6 +273,7 @@ fn steps_and_write_back_match_candle_with_fused_adamw() {
             hidden: (vec![32], vec![32, 20]),
             dropout: 0.3,
             input_norm: true,
+            residual: false,
         };
         let cfg = config(&case);
         let params = ParamsAdamW {
