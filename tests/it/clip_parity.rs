@@ -67,7 +67,8 @@ fn ids(v: &serde_json::Value) -> Vec<Vec<u32>> {
 /// One family's fixture: token ids equal the reference's exactly; text embeddings, and image
 /// embeddings of the reference's own preprocessed pixels, within [`MIN_COSINE`] and `max_abs`;
 /// image embeddings from the photo files through our decoder and resampling within
-/// [`MIN_COSINE`] and `photo_max_abs` (a resampled pixel may differ from PIL's by one level).
+/// [`MIN_COSINE`] and `photo_max_abs` (a resampled pixel may differ from PIL's by one level:
+/// measured mean 0.003–0.013 levels).
 fn check_family(key: &str, dir: &str, max_abs: f32, photo_max_abs: f32) {
     let reference = read_json("clip/reference.json");
     let texts = strings(&reference["texts"]);
@@ -144,17 +145,17 @@ const CROP_PHOTOS: [&str; 3] = ["chelsea", "rocket", "astronaut"];
 
 #[test]
 fn clip_in_transformers_layout_matches_transformers() {
-    check_family("clip", "clip-tiny", 1e-4, 1e-2);
+    check_family("clip", "clip-tiny", 1e-4, 2e-3);
 }
 
 #[test]
 fn siglip_matches_transformers() {
-    check_family("siglip", "siglip-tiny", 1e-4, 1e-2);
+    check_family("siglip", "siglip-tiny", 1e-4, 2e-3);
 }
 
 #[test]
 fn open_clip_snapshot_matches_open_clip() {
-    check_family("openclip", "openclip-tiny", 1e-4, 1e-2);
+    check_family("openclip", "openclip-tiny", 1e-4, 2e-3);
 }
 
 /// A snapshot without tokenizer.json (vocab.json + merges.txt only, as older CLIP snapshots)
@@ -213,5 +214,49 @@ fn clip_and_siglip_preprocessing_match_the_reference_processors() {
                 "{kind} {photo}: mean {mean}, max {max}"
             );
         }
+    }
+}
+
+/// Every gallery photo through our preprocessing against the reference processors' pixels that
+/// scripts/bench/bench-clip writes to `$XMODAL_CLIP_CROPS` (`{clip,siglip,openclip}/<photo>.png`):
+/// prints each processor's mean absolute difference over the gallery. Run by that script.
+#[test]
+#[ignore = "needs the reference crops scripts/bench/bench-clip makes"]
+fn clip_preprocessing_on_the_whole_gallery() {
+    let root = PathBuf::from(std::env::var("XMODAL_CLIP_CROPS").expect("XMODAL_CLIP_CROPS"));
+    for (kind, dir) in [
+        ("clip", "clip-tiny"),
+        ("siglip", "siglip-tiny"),
+        ("openclip", "openclip-tiny"),
+    ] {
+        let image = ImageEncoder::load(&clip_fixture(dir), Precision::F32, &Device::Cpu).unwrap();
+        let (mut sum, mut count, mut worst) = (0f64, 0usize, 0f64);
+        let mut photos = 0;
+        for entry in std::fs::read_dir(root.join(kind)).unwrap() {
+            let png = entry.unwrap().path();
+            let photo = png.file_stem().unwrap().to_str().unwrap().to_string();
+            let bytes = std::fs::read(gallery_path(&photo)).unwrap();
+            let ours = preprocess::decode(&bytes)
+                .unwrap()
+                .model_input(image.preprocess());
+            let theirs = image::open(&png).unwrap().to_rgb8();
+            assert_eq!(ours.dimensions(), theirs.dimensions(), "{kind} {photo}");
+            let diff: f64 = ours
+                .as_raw()
+                .iter()
+                .zip(theirs.as_raw())
+                .map(|(a, b)| (*a as f64 - *b as f64).abs())
+                .sum();
+            let n = ours.as_raw().len();
+            worst = worst.max(diff / n as f64);
+            sum += diff;
+            count += n;
+            photos += 1;
+        }
+        println!(
+            "{kind}: mean |diff| {:.3} (0..255) over {photos} photos, worst photo {worst:.3}",
+            sum / count as f64
+        );
+        assert!(sum / count as f64 <= 0.05, "{kind}");
     }
 }

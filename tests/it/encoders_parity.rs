@@ -144,10 +144,11 @@ fn mobilenet_v2_matches_torchvision_on_real_photos() {
 fn preprocessing_matches_torchvision_crop() {
     let bytes = std::fs::read(fixture("parity/china.jpg")).unwrap();
     let decoded = preprocess::decode_rgb(&bytes).unwrap();
-    // bicubic's negative lobes amplify the decoders' rounding: measured max 4 levels (mean 0.17)
+    // horizontal pass first, as PIL: measured mean 0.016 / 0.023 levels, max 1 / 2 (vertical
+    // first had been 0.14 / 0.17, max 1 / 4); what is left is the JPEG decoders' rounding
     for (resample, file, max_levels) in [
-        (Resample::Bilinear, "parity/crop_china.png", 3.0),
-        (Resample::Bicubic, "parity/crop_china_bicubic.png", 5.0),
+        (Resample::Bilinear, "parity/crop_china.png", 1.0),
+        (Resample::Bicubic, "parity/crop_china_bicubic.png", 2.0),
     ] {
         let p = Preprocess {
             resample,
@@ -166,7 +167,7 @@ fn preprocessing_matches_torchvision_crop() {
         let max = diffs.iter().cloned().fold(0.0, f32::max);
         eprintln!("preprocess vs PIL ({resample:?}): mean |diff| {mean:.3} levels, max {max}");
         assert!(
-            mean < 0.5,
+            mean < 0.05,
             "{resample:?}: mean pixel difference {mean} levels"
         );
         assert!(

@@ -130,8 +130,14 @@ pub fn resize_and_crop(img: &RgbImage, p: &Preprocess) -> RgbImage {
 }
 
 /// A source box of `img` resampled (PIL's antialiased `filter`) to `out` pixels, at the sample
-/// positions the whole image's resize would use. fast_image_resize runs the vertical pass first
-/// for 8-bit pixels: its intermediate is the box's source columns × `out.1` rows.
+/// positions the whole image's resize would use.
+///
+/// Horizontal pass first, then vertical, as PIL does: each pass rounds to 8 bits, so the order
+/// shows in the result. fast_image_resize would run the vertical pass first for 8-bit pixels;
+/// calling it once per direction gives PIL's order. Measured against transformers' PIL-backed
+/// CLIP/SigLIP processors and open_clip's transform on the 45 gallery photos: mean |diff| 0.22 →
+/// under 0.01 pixel levels (scripts/bench/bench-clip). The intermediate is `out.0` columns × the
+/// box's source rows (plus the kernel's reach), bounded like the output.
 pub(super) fn resample(
     img: &RgbImage,
     out: (u32, u32),
@@ -139,10 +145,41 @@ pub(super) fn resample(
     filter: Resample,
 ) -> RgbImage {
     let (w, h) = img.dimensions();
+    let (left, top, bw, bh) = source_box;
+    // rows the vertical pass reads: the box and the kernel's reach beyond it (support 2 for
+    // bicubic, 1 for bilinear, scaled when shrinking), so no kernel is cut at the strip's edge
+    // where the image itself goes on
+    let reach = 2.0 * (bh / out.1 as f64).max(1.0) + 2.0;
+    let first = (top - reach).floor().max(0.0) as u32;
+    let last = ((top + bh + reach).ceil() as u32).min(h);
+    let rows = last.saturating_sub(first).max(1);
     let src = ImageRef::new(w, h, img.as_raw(), PixelType::U8x3)
         .expect("an RgbImage's buffer is w*h*3 bytes");
+    let mut strip = Image::new(out.0, rows, PixelType::U8x3);
+    convolve(
+        &src,
+        &mut strip,
+        (left, first as f64, bw, rows as f64),
+        filter,
+    );
     let mut dst = Image::new(out.0, out.1, PixelType::U8x3);
-    let (left, top, bw, bh) = source_box;
+    convolve(
+        &strip,
+        &mut dst,
+        (0.0, top - first as f64, out.0 as f64, bh),
+        filter,
+    );
+    RgbImage::from_raw(out.0, out.1, dst.into_vec()).expect("U8x3 output is w*h*3 bytes")
+}
+
+/// One fast_image_resize call over `source_box` of `src` (it skips the pass a box does not need:
+/// the same width at an integer offset, or the same height).
+fn convolve(
+    src: &impl fast_image_resize::IntoImageView,
+    dst: &mut Image,
+    (left, top, bw, bh): SourceBox,
+    filter: Resample,
+) {
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(match filter {
             Resample::Bilinear => FilterType::Bilinear,
@@ -156,7 +193,6 @@ pub(super) fn resample(
         unsafe { resizer.set_cpu_extensions(fast_image_resize::CpuExtensions::None) };
     }
     resizer
-        .resize(&src, &mut dst, &options)
+        .resize(src, dst, &options)
         .expect("same pixel type on both sides and a box inside the image");
-    RgbImage::from_raw(out.0, out.1, dst.into_vec()).expect("U8x3 output is w*h*3 bytes")
 }
