@@ -1,6 +1,7 @@
 //! candle vs PyTorch encoder throughput on this machine, in one invocation.
 //!
-//! `cargo bench --bench encoders [-- --reps N --rounds R --images a,b --text-only|--images-only]`
+//! `cargo bench --bench encoders [-- --reps N --rounds R --images a,b --text-only|--images-only
+//! --clip DIR [--clip-only]]`
 //!
 //! Text: MiniLM-L6 (kit weights), batches of 1, 8 and 32 captions of ~12 words, tokenisation
 //! included on both sides. PyTorch runs twice: f32, and with its Linear layers quantized by
@@ -11,6 +12,11 @@
 //! `XMODAL_REF_PYTHON` (default ~/.cache/xmodal-ref/venv/bin/python; see that script's doc for
 //! setup) and the same thread count. Candle and PyTorch alternate for `--rounds` rounds; each
 //! number is a median.
+//!
+//! `--clip DIR`: a CLIP-family snapshot's towers too (scripts/bench/bench-clip makes full-size
+//! ones with random weights), against the same weights in its reference library: text at batch 1
+//! and 32 (tokenisation included; f32, and int8 against PyTorch's dynamic int8 where it has
+//! one), images at batch 1 and 32 (normalised tensors of the model's input size).
 
 use std::{
     io::Write,
@@ -91,9 +97,11 @@ fn main() {
     };
     let reps: usize = arg("--reps").and_then(|v| v.parse().ok()).unwrap_or(5);
     let rounds: usize = arg("--rounds").and_then(|v| v.parse().ok()).unwrap_or(2);
+    let clip_only = args.iter().any(|a| a == "--clip-only");
     let text_only = args.iter().any(|a| a == "--text-only");
-    let images_only = args.iter().any(|a| a == "--images-only");
+    let images_only = clip_only || args.iter().any(|a| a == "--images-only");
     let image_filter = arg("--images");
+    let clip_dir = arg("--clip").map(PathBuf::from);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -138,7 +146,7 @@ fn main() {
     if let Some(f) = &image_filter {
         jobs.retain(|j| f.split(',').any(|n| n == j.name));
     }
-    if text_only {
+    if text_only || clip_only {
         jobs.clear();
     }
 
@@ -188,9 +196,36 @@ fn main() {
         })
         .collect();
 
+    const CLIP_BATCHES: [usize; 2] = [1, 32];
+    let clip = clip_dir.as_ref().map(|dir| {
+        let load = |quantization| {
+            let opts = TextOptions {
+                quantization,
+                models_dir: models.clone(),
+                ..Default::default()
+            };
+            TextEncoder::load(dir, &opts, &dev).expect("a CLIP-family snapshot")
+        };
+        let text = [
+            ("f32", load(TextQuantization::None)),
+            ("int8", load(TextQuantization::Int8)),
+        ];
+        let image = ImageEncoder::load(dir, Precision::F32, &dev).expect("a CLIP-family snapshot");
+        (text, image)
+    });
+    let clip_job = clip.as_ref().map(|(text, image)| {
+        serde_json::json!({
+            "model_dir": clip_dir,
+            "family": text[0].1.describe()["family"],
+            "captions": caps,
+            "batches": CLIP_BATCHES,
+            "image_size": image.preprocess().crop,
+        })
+    });
     let job = serde_json::json!({
         "threads": threads,
         "reps": reps,
+        "clip": clip_job,
         "text": (!texts.is_empty()).then(|| serde_json::json!({"model_dir": models.join("minilm-l6"), "captions": caps, "batches": TEXT_BATCHES})),
         "images": jobs.iter().map(|j| serde_json::json!({"name": j.name, "arch": j.py_arch, "batch": j.batch, "reps": if j.name == "vgg16" { 1 } else { reps }})).collect::<Vec<_>>(),
     });
@@ -241,6 +276,48 @@ fn main() {
                 .push(timed(r, || {
                     m.features(&x).unwrap();
                 }));
+        }
+        if let Some((text, image)) = &clip {
+            for ((tag, enc), &batch) in text
+                .iter()
+                .flat_map(|e| CLIP_BATCHES.iter().map(move |b| (e, b)))
+            {
+                let batches: Vec<Vec<&str>> = caps
+                    .chunks(batch)
+                    .take((64 / batch).max(1))
+                    .map(|c| c.iter().map(String::as_str).collect())
+                    .collect();
+                let t = timed(reps, || {
+                    for b in &batches {
+                        enc.encode(b).unwrap();
+                    }
+                });
+                candle
+                    .entry(format!("clip-text-{tag}-b{batch}"))
+                    .or_default()
+                    .push(t / batches.len() as f64);
+            }
+            let side = image.preprocess().crop as usize;
+            for batch in CLIP_BATCHES {
+                let pixels: Vec<Tensor> = (0..batch)
+                    .map(|i| {
+                        Tensor::arange(0f32, (3 * side * side) as f32, &dev)
+                            .unwrap()
+                            .affine(2.0 / (3 * side * side) as f64, -1.0 + i as f64 * 1e-3)
+                            .unwrap()
+                            .sin()
+                            .unwrap()
+                            .reshape((3, side, side))
+                            .unwrap()
+                    })
+                    .collect();
+                candle
+                    .entry(format!("clip-image-b{batch}"))
+                    .or_default()
+                    .push(timed(reps, || {
+                        image.encode_prepared(&pixels).unwrap();
+                    }));
+            }
         }
         eprintln!("round {}/{rounds}: pytorch ({python})", round + 1);
         let child = Command::new(&python)
@@ -310,5 +387,25 @@ fn main() {
     }
     for j in &jobs {
         ratio_row(j.name, j.batch, &candle[j.name], j.name);
+    }
+    if let Some((_, image)) = &clip {
+        let name = &image.manifest.name;
+        for (ours, theirs) in [("f32", "f32"), ("int8", "int8"), ("int8", "f32")] {
+            for batch in CLIP_BATCHES {
+                let label = format!("{name} text tower, candle {ours} vs PyTorch {theirs}");
+                let times = &candle[&format!("clip-text-{ours}-b{batch}")];
+                ratio_row(
+                    &label,
+                    batch,
+                    times,
+                    &format!("clip-text-{theirs}-b{batch}"),
+                );
+            }
+        }
+        for batch in CLIP_BATCHES {
+            let label = format!("{name} image tower, f32");
+            let key = format!("clip-image-b{batch}");
+            ratio_row(&label, batch, &candle[&key], &key);
+        }
     }
 }

@@ -108,6 +108,20 @@ pub async fn run(
     .await
 }
 
+/// Whether `dir` holds heads trained on the encoders `spec` names (a demo started before with
+/// other `--model`s has heads the service would refuse).
+fn trained_for(dir: &Path, spec: &EncoderSpec, models_dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join(crate::heads::HEADS_CONFIG)) else {
+        return false;
+    };
+    let Ok(config) = serde_json::from_str::<crate::heads::HeadsConfig>(&text) else {
+        return false;
+    };
+    let name = |d: std::path::PathBuf| crate::kit::Manifest::load(&d).map(|m| m.name).ok();
+    name(spec.image_dir(models_dir)).as_deref() == Some(config.image_features.encoder.as_str())
+        && name(spec.text_dir(models_dir)).as_deref() == Some(config.text_features.encoder.as_str())
+}
+
 /// The heads the demo trains on the generated scenes (under DATA/heads/).
 const DEMO_HEADS: &str = "synth-hardest";
 
@@ -124,7 +138,7 @@ async fn train_demo_heads(
     device: DeviceSpec,
 ) -> anyhow::Result<()> {
     let heads_dir = data.heads(DEMO_HEADS);
-    if heads_dir.join(crate::heads::HEADS_CONFIG).exists() {
+    if trained_for(&heads_dir, &args.serve.encoders, models_dir) {
         step("demo heads: reusing heads/synth-hardest");
         return Ok(());
     }
