@@ -1,7 +1,6 @@
 //! Inner products, the only distance the indexes use (vectors are L2-normalised, so cosine
-//! similarity is the inner product): f32 against f32 (exact search) and f32 queries against the
-//! graph's f16-stored vectors. AVX2+FMA (+F16C) is chosen at run time; other CPUs (and
-//! `XMODAL_PORTABLE_KERNELS=1`, see `crate::simd`) get portable loops.
+//! similarity is the inner product), f32 against f32. AVX2+FMA is chosen at run time; other CPUs
+//! (and `XMODAL_PORTABLE_KERNELS=1`, see `crate::simd`) get a portable loop.
 
 /// A dot-product kernel: picked once per index, then called through the pointer in hot loops.
 pub type DotFn = fn(&[f32], &[f32]) -> f32;
@@ -15,58 +14,6 @@ pub fn kernel() -> DotFn {
         }
     }
     dot_portable
-}
-
-/// A kernel for an f32 query against an f16 vector (IEEE half bits).
-pub type DotF16Fn = fn(&[f32], &[u16]) -> f32;
-
-pub fn kernel_f16() -> DotF16Fn {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::simd::avx2_fma_f16c() {
-            return dot_f16_avx2_checked;
-        }
-    }
-    dot_f16_portable
-}
-
-/// f32 → f16 bits, rounding to nearest.
-pub fn to_f16(v: &[f32]) -> impl Iterator<Item = u16> + '_ {
-    v.iter().map(|&x| half::f16::from_f32(x).to_bits())
-}
-
-/// f16 bits → f32, into `out` (resized to fit); half's slice conversion uses F16C when present.
-pub fn from_f16(v: &[u16], out: &mut Vec<f32>) {
-    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
-    out.resize(v.len(), 0.0);
-    let halves: &[half::f16] = v.reinterpret_cast();
-    halves.convert_to_f32_slice(out);
-}
-
-pub fn dot_f16_portable(a: &[f32], b: &[u16]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, &y)| x * half::f16::from_bits(y).to_f32())
-        .sum()
-}
-
-#[cfg(target_arch = "x86_64")]
-fn dot_f16_avx2_checked(a: &[f32], b: &[u16]) -> f32 {
-    // SAFETY: only handed out by `kernel_f16()` after detecting avx2, fma and f16c.
-    unsafe { dot_f16_avx2(a, b) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_f16_avx2(a: &[f32], b: &[u16]) -> f32 {
-    use std::arch::x86_64::*;
-    let pb = b.as_ptr();
-    fma_sum(
-        a,
-        b.len(),
-        |i| _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i) as *const __m128i)),
-        |i| half::f16::from_bits(*pb.add(i)).to_f32(),
-    )
 }
 
 /// Sum of `a[i] * b(i)` over `i < min(a.len(), b_len)`, with `load_b(i)` giving 8 lanes of `b`
@@ -163,21 +110,6 @@ mod tests {
                     "{name} n={n}: {got} vs {plain}"
                 );
             }
-            // f16 storage: both kernels agree with each other and, to f16 precision, with f32
-            let b16: Vec<u16> = to_f16(&b).collect();
-            let (portable, chosen) = (dot_f16_portable(&a, &b16), kernel_f16()(&a, &b16));
-            assert!(
-                (portable - chosen).abs() <= 1e-4 * (1.0 + portable.abs()),
-                "n={n}"
-            );
-            let scale: f64 = a.iter().map(|x| x.abs() as f64).sum::<f64>() + 1.0;
-            assert!((chosen as f64 - plain).abs() <= 1e-3 * scale, "n={n}");
-            let mut back = Vec::new();
-            from_f16(&b16, &mut back);
-            assert!(back
-                .iter()
-                .zip(&b)
-                .all(|(x, y)| (x - y).abs() <= 1e-3 * (1.0 + y.abs())));
         }
     }
 }

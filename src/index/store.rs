@@ -20,11 +20,10 @@ use super::{
     IndexParams, Inner, VectorIndex,
 };
 
-/// 3: our own HNSW with f16 vectors (1 held hnsw_rs dumps, 2 f32 vectors; both are rebuilt
-/// from the catalog).
-pub const FORMAT: u32 = 3;
+/// 4: our own HNSW with f32 vectors (1 held hnsw_rs dumps, 2 f32 vectors, 3 f16 vectors; all
+/// are rebuilt from the catalog).
+pub const FORMAT: u32 = 4;
 const VECTORS: &str = "vectors.f32";
-const VECTORS_F16: &str = "vectors.f16";
 const GRAPH: &str = "graph.u32";
 const GRAPH_MAGIC: u32 = u32::from_le_bytes(*b"XMHG");
 
@@ -94,7 +93,7 @@ impl VectorIndex {
                 "exact"
             }
             Ann::Graph(g) => {
-                write_halves(&tmp.join(VECTORS_F16), g.vectors_f16())?;
+                write_words(&tmp.join(VECTORS), g.vectors().iter().map(|x| x.to_bits()))?;
                 write_words(&tmp.join(GRAPH), graph_words(&g.to_parts()))?;
                 "graph"
             }
@@ -186,16 +185,19 @@ impl VectorIndex {
         let keys: Keys =
             serde_json::from_slice(&std::fs::read(dir.join("keys.json")).map_err(io(dir))?)
                 .map_err(|e| corrupt(e.to_string()))?;
+        let vectors = || -> Result<Vec<f32>, StoreError> {
+            Ok(read_words(&dir.join(VECTORS))?
+                .into_iter()
+                .map(f32::from_bits)
+                .collect())
+        };
         let ann = match header.kind.as_str() {
             "exact" => Ann::Exact {
                 dims: header.dims,
-                vectors: read_words(&dir.join(VECTORS))?
-                    .into_iter()
-                    .map(f32::from_bits)
-                    .collect(),
+                vectors: vectors()?,
             },
             "graph" => {
-                let vectors = read_halves(&dir.join(VECTORS_F16))?;
+                let vectors = vectors()?;
                 let parts = graph_parts(&read_words(&dir.join(GRAPH))?).map_err(&corrupt)?;
                 Ann::Graph(Box::new(
                     Hnsw::from_parts(header.dims, vectors, parts).map_err(&corrupt)?,
@@ -254,35 +256,6 @@ fn write_words(path: &Path, words: impl IntoIterator<Item = u32>) -> Result<(), 
         })?
         .sync_all()
         .map_err(io(path))
-}
-
-/// f16 bits as little-endian u16, in pairs per word (a trailing half padded with zero).
-fn write_halves(path: &Path, halves: &[u16]) -> Result<(), StoreError> {
-    let words = halves
-        .chunks(2)
-        .map(|p| p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16);
-    let mut header = vec![halves.len() as u32];
-    header.extend(words);
-    write_words(path, header)
-}
-
-fn read_halves(path: &Path) -> Result<Vec<u16>, StoreError> {
-    let words = read_words(path)?;
-    let corrupt = |message: &str| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        message: message.into(),
-    };
-    let (&len, pairs) = words.split_first().ok_or_else(|| corrupt("empty"))?;
-    let len = len as usize;
-    if pairs.len() != len.div_ceil(2) {
-        return Err(corrupt("length does not match its header"));
-    }
-    let mut halves: Vec<u16> = pairs
-        .iter()
-        .flat_map(|w| [*w as u16, (*w >> 16) as u16])
-        .collect();
-    halves.truncate(len);
-    Ok(halves)
 }
 
 fn read_words(path: &Path) -> Result<Vec<u32>, StoreError> {

@@ -91,7 +91,7 @@ fn recall_at_10_is_at_least_0_99_on_50k_clustered_vectors() {
 
 #[test]
 fn persisted_index_reloads_with_identical_results() {
-    // odd dims x odd count: f16 halves do not fill the last 4-byte word of the file
+    // odd dims x odd count
     let data = clustered(2999, 63, 20, 2);
     let index = VectorIndex::build(63, IndexParams::default(), items(&data), &|_| {}).unwrap();
     index.remove("k000007");
@@ -132,7 +132,7 @@ fn corrupt_stale_or_missing_files_are_detected() {
         Err(StoreError::Stale { .. })
     ));
     // flip one byte of the graph, then of the vectors
-    for name in ["graph.u32", "vectors.f16"] {
+    for name in ["graph.u32", "vectors.f32"] {
         VectorIndex::build(32, IndexParams::default(), items(&data), &|_| {})
             .unwrap()
             .save(&dir, "heads-a")

@@ -9,9 +9,10 @@
 //! and the neighbour-selection heuristic; link lists are atomics so a parallel build can read
 //! them while other threads rewrite them under striped locks.
 //!
-//! Vectors are stored as f16 (queries stay f32): half the memory of the largest structure in a
-//! server, for scores within ~1e-3 of f32 on unit vectors; the recall the index bench and
-//! tests/it/index.rs measure is against exact f32 scoring.
+//! Vectors are stored as f32, so a score is the exact inner product of the query and the stored
+//! embedding: what a client computes from `/v1/embeddings` vectors, to float rounding. (f16
+//! storage had halved the arena, but put scores ~1e-4 off f32, visible to clients comparing
+//! scores with their own dot products or thresholds.)
 
 use std::{
     cmp::Ordering,
@@ -23,7 +24,7 @@ use std::{
 
 use rayon::prelude::*;
 
-use super::dot::{from_f16, kernel_f16, to_f16, DotF16Fn};
+use super::dot::{kernel, DotFn};
 use crate::rng::Rng;
 
 /// Highest layer a node may get (hnswlib and hnsw_rs use 16 too).
@@ -104,9 +105,9 @@ pub struct Hnsw {
     /// links per node on layers above 0; layer 0 keeps up to `2m`
     m: usize,
     ef_construction: usize,
-    dot: DotF16Fn,
-    /// f16 bits, `dims` per node
-    vectors: Vec<u16>,
+    dot: DotFn,
+    /// `dims` per node
+    vectors: Vec<f32>,
     levels: Vec<u8>,
     /// `m0 + 1` per node: the count, then the links
     layer0: Vec<AtomicU32>,
@@ -139,19 +140,17 @@ impl Hnsw {
         self.levels.is_empty()
     }
 
-    fn vector(&self, id: usize) -> &[u16] {
+    fn vector(&self, id: usize) -> &[f32] {
         &self.vectors[id * self.dims..(id + 1) * self.dims]
     }
 
-    /// Node `id`'s vector as f32 (what was stored, rounded to f16).
+    /// Node `id`'s vector.
     pub fn vector_f32(&self, id: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(self.dims);
-        from_f16(self.vector(id), &mut out);
-        out
+        self.vector(id).to_vec()
     }
 
-    /// The arena: f16 bits, `dims` per node.
-    pub fn vectors_f16(&self) -> &[u16] {
+    /// The arena: `dims` per node.
+    pub fn vectors(&self) -> &[f32] {
         &self.vectors
     }
 
@@ -160,7 +159,7 @@ impl Hnsw {
             dims,
             m,
             ef_construction,
-            dot: kernel_f16(),
+            dot: kernel(),
             vectors: Vec::new(),
             levels: Vec::new(),
             layer0: Vec::new(),
@@ -182,7 +181,7 @@ impl Hnsw {
     /// Make room for one more node of `level` holding `v`; returns its id.
     fn push_node(&mut self, v: &[f32], level: usize) -> u32 {
         let id = self.levels.len() as u32;
-        self.vectors.extend(to_f16(v));
+        self.vectors.extend_from_slice(v);
         self.levels.push(level as u8);
         let m0 = self.m0();
         self.layer0.extend((0..=m0).map(|_| AtomicU32::new(0)));
@@ -194,7 +193,7 @@ impl Hnsw {
         id
     }
 
-    /// Build from a flat array of `dims`-long vectors (stored as f16), inserting on rayon's
+    /// Build from a flat array of `dims`-long vectors, inserting on rayon's
     /// threads. `progress` is called with the number of nodes inserted since its last call.
     pub fn build(
         dims: usize,
@@ -216,8 +215,9 @@ impl Hnsw {
                 .upper
                 .push((0..level * (m + 1)).map(|_| AtomicU32::new(0)).collect());
         }
-        graph.vectors = to_f16(&vectors[..n * dims]).collect();
-        drop(vectors);
+        let mut vectors = vectors;
+        vectors.truncate(n * dims);
+        graph.vectors = vectors;
         if n == 0 {
             return graph;
         }
@@ -300,13 +300,12 @@ impl Hnsw {
     /// closer to the base than to every neighbour kept so far (spreads links across directions).
     fn select(&self, sorted: &[Scored], m: usize) -> Vec<Scored> {
         let mut kept: Vec<Scored> = Vec::with_capacity(m);
-        let mut v = Vec::with_capacity(self.dims);
         for &c in sorted {
             if kept.len() >= m {
                 break;
             }
-            from_f16(self.vector(c.id as usize), &mut v);
-            if kept.iter().all(|s| self.dist(&v, s.id) >= c.dist) {
+            let v = self.vector(c.id as usize);
+            if kept.iter().all(|s| self.dist(v, s.id) >= c.dist) {
                 kept.push(c);
             }
         }
@@ -329,7 +328,7 @@ impl Hnsw {
             drop(top);
             None
         };
-        let q = &self.vector_f32(id as usize);
+        let q = self.vector(id as usize);
         let mut buf = Vec::with_capacity(self.m0());
         let mut at = Scored {
             dist: self.dist(q, entry.node),
@@ -379,7 +378,7 @@ impl Hnsw {
             self.set_links(node, level, buf.iter().copied());
             return;
         }
-        let v = &self.vector_f32(node as usize);
+        let v = self.vector(node as usize);
         let mut candidates: Vec<Scored> = buf
             .iter()
             .map(|&nb| Scored {

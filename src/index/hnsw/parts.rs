@@ -15,7 +15,7 @@ pub struct Parts {
 }
 
 impl Hnsw {
-    /// The links (not the vectors: those are written straight from [`Hnsw::vectors_f16`]).
+    /// The links (not the vectors: those are written straight from [`Hnsw::vectors`]).
     pub fn to_parts(&self) -> Parts {
         Parts {
             m: self.m,
@@ -33,11 +33,11 @@ impl Hnsw {
 
     /// Rebuild from stored parts, checking every size, count and link so a damaged file can
     /// never make a search index out of bounds.
-    pub fn from_parts(dims: usize, vectors: Vec<u16>, p: Parts) -> Result<Self, String> {
+    pub fn from_parts(dims: usize, vectors: Vec<f32>, p: Parts) -> Result<Self, String> {
         let n = p.levels.len();
         if dims == 0 || p.m < 2 || vectors.len() != n * dims {
             return Err(format!(
-                "{} halves for {n} vectors of {dims} dims (m {})",
+                "{} values for {n} vectors of {dims} dims (m {})",
                 vectors.len(),
                 p.m
             ));
