@@ -150,21 +150,46 @@ impl<I: Send + 'static> Queue<I> {
     /// Encode several inputs in one batch (with whatever else is waiting), one row each.
     /// Refuses at once when the queue is full.
     async fn encode(&self, inputs: Vec<I>) -> Result<Vec<Features>, EngineError> {
-        if inputs.is_empty() {
-            return Ok(Vec::new());
-        }
+        self.submit(inputs)?.wait().await
+    }
+
+    /// Queue one request now (or refuse it: 429); its rows come from [`Pending::wait`]. Several
+    /// requests submitted before waiting run side by side, on as many workers as there are.
+    fn submit(&self, inputs: Vec<I>) -> Result<Pending, EngineError> {
         let (reply, rx) = oneshot::channel();
-        // count the job before the worker can see it, so the worker's decrement never runs first
-        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Err(e) = self.tx.try_send(Job { inputs, reply }) {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            return Err(match e {
-                TrySendError::Full(_) => EngineError::Overloaded(self.name),
-                TrySendError::Disconnected(_) => EngineError::Stopped(self.name),
-            });
+        if inputs.is_empty() {
+            let _ = reply.send(Ok(Vec::new()));
+        } else {
+            // count the job before the worker can see it, so the worker's decrement never runs
+            // first
+            let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Err(e) = self.tx.try_send(Job { inputs, reply }) {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                return Err(match e {
+                    TrySendError::Full(_) => EngineError::Overloaded(self.name),
+                    TrySendError::Disconnected(_) => EngineError::Stopped(self.name),
+                });
+            }
+            metrics::gauge!("xmodal_queue_depth", "encoder" => self.name).set(depth as f64);
         }
-        metrics::gauge!("xmodal_queue_depth", "encoder" => self.name).set(depth as f64);
-        match tokio::time::timeout(self.timeout, rx).await {
+        Ok(Pending {
+            rx,
+            name: self.name,
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// A queued request's answer, to be awaited.
+struct Pending {
+    rx: oneshot::Receiver<Rows>,
+    name: &'static str,
+    timeout: Duration,
+}
+
+impl Pending {
+    async fn wait(self) -> Result<Vec<Features>, EngineError> {
+        match tokio::time::timeout(self.timeout, self.rx).await {
             Ok(Ok(Ok(rows))) => Ok(rows.into_iter().map(Features::new).collect()),
             Ok(Ok(Err(e))) => Err(EngineError::Encode(e)),
             Ok(Err(_)) => Err(EngineError::Stopped(self.name)),
@@ -270,6 +295,10 @@ struct ImageSide {
 /// Both encoders behind their queues, and the pool that decodes images for them.
 pub struct Engine {
     text: Queue<String>,
+    /// The text encoder itself, for work that is not a forward pass (counting tokens).
+    text_encoder: Arc<TextEncoder>,
+    /// Images per batch: a request with more goes as several batches.
+    max_image_batch: usize,
     /// `None` when image features were imported and no image encoder is loaded.
     image: Option<ImageSide>,
     /// Image decodes running at once. Decoding is CPU-bound: more decodes than cores only add
@@ -284,6 +313,7 @@ impl Engine {
         image: Option<Arc<ImageEncoder>>,
         config: BatchConfig,
     ) -> Self {
+        let text_encoder = text.clone();
         let text_queue = Queue::start(
             "text",
             config,
@@ -308,6 +338,8 @@ impl Engine {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             text: text_queue,
+            text_encoder,
+            max_image_batch: config.max_image_batch.max(1),
             image,
             decoders: Semaphore::new(cores),
         }
@@ -329,6 +361,52 @@ impl Engine {
     /// Several texts in one batch (an upload's captions).
     pub async fn encode_texts(&self, texts: Vec<String>) -> Result<Vec<Features>, EngineError> {
         self.text.encode(texts).await
+    }
+
+    /// Tokens each text becomes in the text encoder (off the async runtime: tokenizing is CPU
+    /// work in proportion to the texts).
+    pub async fn count_tokens(&self, texts: Vec<String>) -> Result<Vec<usize>, EngineError> {
+        let encoder = self.text_encoder.clone();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            encoder.count_tokens(&refs)
+        })
+        .await
+        .map_err(|_| EngineError::Stopped("tokenizer"))?
+        .map_err(|e| EngineError::Encode(Arc::new(e)))
+    }
+
+    /// Several images: each decoded and preprocessed on the bounded pool, then encoded in
+    /// batches of at most `max_image_batch` (one queue request each, side by side with other
+    /// traffic), in input order.
+    pub async fn encode_images(
+        &self,
+        images: Vec<axum::body::Bytes>,
+    ) -> Result<Vec<Features>, EngineError> {
+        let side = self.image.as_ref().ok_or(EngineError::NoImageEncoder)?;
+        let mut inputs = Vec::with_capacity(images.len());
+        for bytes in images {
+            let encoder = side.encoder.clone();
+            inputs.push(
+                self.decode(move || {
+                    let decoded = preprocess::decode(&bytes)?;
+                    encoder
+                        .prepare_decoded(&decoded)
+                        .map_err(|e| EngineError::Encode(Arc::new(e)))
+                })
+                .await?,
+            );
+        }
+        let mut pending = Vec::new();
+        while !inputs.is_empty() {
+            let rest = inputs.split_off(inputs.len().min(self.max_image_batch));
+            pending.push(side.queue.submit(std::mem::replace(&mut inputs, rest))?);
+        }
+        let mut features = Vec::new();
+        for batch in pending {
+            features.extend(batch.wait().await?);
+        }
+        Ok(features)
     }
 
     /// Decode (every limit checked from the header first), preprocess and encode one image.

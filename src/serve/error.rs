@@ -23,6 +23,9 @@ pub enum ApiError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// An embeddings call named a space this server does not have (OpenAI's 404).
+    #[error("{0}")]
+    ModelNotFound(String),
     #[error("an image with id {0:?} already exists")]
     Conflict(String),
     #[error("{0}")]
@@ -55,6 +58,10 @@ pub struct ErrorDetail {
     pub code: &'static str,
     /// A human sentence; free to change.
     pub message: String,
+    /// OpenAI's error class (`invalid_request_error`, `authentication_error`,
+    /// `rate_limit_error`, `server_error`), so OpenAI's clients show the message.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
 }
 
 impl ApiError {
@@ -63,6 +70,7 @@ impl ApiError {
             Self::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::ModelNotFound(_) => (StatusCode::NOT_FOUND, "model_not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "already_exists"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMedia(_) => {
@@ -85,12 +93,19 @@ impl IntoResponse for ApiError {
         if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(error = %self, "request failed");
         }
+        let kind = match status {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            s if s.is_server_error() => "server_error",
+            _ => "invalid_request_error",
+        };
         let mut response = (
             status,
             Json(ErrorBody {
                 error: ErrorDetail {
                     code,
                     message: self.to_string(),
+                    kind,
                 },
             }),
         )

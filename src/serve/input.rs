@@ -69,6 +69,40 @@ pub struct Form {
     _slot: OwnedSemaphorePermit,
 }
 
+/// Bodies up to this size are read without an image-request slot: a JSON call this small holds
+/// little (256 in flight: 64 MiB); larger ones may carry images and take a slot, as uploads do.
+pub const SMALL_BODY: u64 = 256 << 10;
+
+/// An image-request slot for a JSON body that may carry images (`POST /v1/embeddings`): taken
+/// before the body is read when it is declared over [`SMALL_BODY`] or not declared (429 when
+/// none is free), so such bodies are bounded like image uploads.
+pub struct LargeBodySlot(pub Option<OwnedSemaphorePermit>);
+
+impl FromRequestParts<AppState> for LargeBodySlot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n <= SMALL_BODY) {
+            return Ok(Self(None));
+        }
+        let slot = state
+            .0
+            .image_requests
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Overloaded)?;
+        Ok(Self(Some(slot)))
+    }
+}
+
 fn multipart_error(e: MultipartError) -> ApiError {
     body_error(e.body_text())
 }

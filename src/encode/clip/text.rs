@@ -151,6 +151,20 @@ impl ClipText {
             .map_err(|e| EncodeError::Tokenizer(e.to_string()))
     }
 
+    /// Tokens per text, start and end tokens included, SigLIP's padding not.
+    pub fn count_tokens(&self, texts: &[&str]) -> Result<Vec<usize>, EncodeError> {
+        let eos = self.tokenizer.eos();
+        Ok(self
+            .token_ids(texts)?
+            .iter()
+            .map(|ids| {
+                ids.iter()
+                    .position(|&t| t == eos)
+                    .map_or(ids.len(), |p| p + 1)
+            })
+            .collect())
+    }
+
     /// `[texts.len(), projection]` in f32: the projected text features (not normalised).
     pub fn encode(&self, texts: &[&str]) -> Result<Tensor, EncodeError> {
         if texts.is_empty() {

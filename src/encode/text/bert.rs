@@ -116,6 +116,16 @@ impl BertEncoder {
         options
     }
 
+    pub fn count_tokens(&self, texts: &[&str]) -> Result<Vec<usize>, EncodeError> {
+        Ok(self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EncodeError::Tokenizer(e.to_string()))?
+            .iter()
+            .map(|e| e.get_ids().len())
+            .collect())
+    }
+
     pub fn encode(&self, texts: &[&str]) -> Result<Tensor, EncodeError> {
         if texts.is_empty() {
             return Ok(Tensor::zeros((0, self.dims), DType::F32, &self.device)?);

@@ -162,6 +162,17 @@ impl TextEncoder {
         }
     }
 
+    /// Tokens each text becomes (what the encoder reads, after truncation): wordpieces with
+    /// [CLS]/[SEP] for BERT, known words for word vectors, BPE or SentencePiece tokens with the
+    /// start and end tokens (not SigLIP's padding) for the CLIP family.
+    pub fn count_tokens(&self, texts: &[&str]) -> Result<Vec<usize>, EncodeError> {
+        match self {
+            Self::Bert(m) => m.count_tokens(texts),
+            Self::Static(m) => Ok(m.count_tokens(texts)),
+            Self::Clip(m) => m.count_tokens(texts),
+        }
+    }
+
     pub fn dims(&self) -> usize {
         match self {
             Self::Bert(m) => m.dims(),

@@ -87,6 +87,19 @@ impl StaticVectors {
             .map(|&i| &self.vectors[i * self.dims..(i + 1) * self.dims])
     }
 
+    /// Words of each text that have a vector (the ones the sentence vector is made of).
+    pub fn count_tokens(&self, texts: &[&str]) -> Vec<usize> {
+        texts
+            .iter()
+            .map(|t| {
+                split_words(t, self.lowercase)
+                    .iter()
+                    .filter(|w| self.word(w).is_some())
+                    .count()
+            })
+            .collect()
+    }
+
     pub fn encode(&self, texts: &[&str]) -> Result<Tensor, EncodeError> {
         let mut out = vec![0f32; texts.len() * self.dims];
         for (row, text) in out.chunks_mut(self.dims.max(1)).zip(texts) {

@@ -1,6 +1,8 @@
 //! Request and response types of the HTTP API (see ../shared/API.md), with their OpenAPI schemas,
 //! and the validation of what clients send.
 
+pub mod embeddings;
+
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

@@ -6,6 +6,7 @@
 //! HTTP, and nothing below knows JSON.
 
 mod collection;
+mod embeddings;
 mod library;
 mod load;
 mod search;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 
 pub use collection::{ImageDetails, ImageFile, Upload};
+pub use embeddings::{EmbedInput, Embedded};
 pub use library::LibraryConfig;
 pub use load::ServiceConfig;
 pub use search::{CaptionMatch, ImageMatch, Ranked};
