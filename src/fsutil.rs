@@ -34,6 +34,22 @@ pub fn write_atomic_with(
     sync_dir(dir)
 }
 
+/// The write failed for lack of space: ENOSPC (the filesystem is full) or EDQUOT (the user's
+/// quota is), which a retry after space is freed fixes, unlike a bug or a broken disk.
+pub fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28) | Some(122))
+        || matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
+}
+
+/// Bytes a non-root writer may still use on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// Names of temporary files this module creates start with this; a directory's leftovers from
 /// a process killed mid-write can be recognised and removed.
 pub const TEMP_PREFIX: &str = ".xmodal-tmp";

@@ -86,7 +86,17 @@ pub async fn fill_vectors(
             })
             .collect::<Result<Vec<_>, crate::data::InvalidId>>()?;
         for chunk in stored.chunks(2000) {
-            catalog.put_vectors(chunk).await?;
+            match catalog.put_vectors(chunk).await {
+                Err(crate::data::CatalogError::Db(e))
+                    if crate::data::catalog::is_out_of_space(&e) =>
+                {
+                    log(&format!(
+                        "cannot store computed features in the catalog ({e}); serving what it has (the rest is computed again at the next start)"
+                    ));
+                    return Ok(());
+                }
+                other => other?,
+            }
         }
     }
     Ok(())

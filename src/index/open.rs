@@ -75,7 +75,7 @@ pub async fn open_side(
             }
             items.sort_by(|a, b| a.0.cmp(&b.0));
             let index = VectorIndex::build(out_dims, params, items, &|_| {})?;
-            index.save(&dir, side.space_id)?;
+            keep(&index, &dir, side.space_id, log);
             index
         }
     };
@@ -108,9 +108,17 @@ async fn reconcile(
             dir.display(),
             missing.len(),
         ));
-        index.save(&dir, side.space_id)?;
+        keep(index, &dir, side.space_id, log);
     }
     Ok(())
+}
+
+/// Save an index built or reconciled at start-up; if that fails (a full disk) it is served from
+/// memory and rebuilt at the next start, which says so.
+fn keep(index: &VectorIndex, dir: &Path, space_id: &str, log: &(dyn Fn(&str) + Sync)) {
+    if let Err(e) = index.save(dir, space_id) {
+        log(&format!("cannot keep the index at {}: {e}; serving it from memory (it is rebuilt at the next start)", dir.display()));
+    }
 }
 
 /// The projector's output width, probed with a zero input on its device (an empty collection

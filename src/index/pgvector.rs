@@ -63,6 +63,14 @@ mod tests {
 }
 
 impl PgIndexError {
+    fn is_pool_timeout(&self) -> bool {
+        matches!(
+            self,
+            Self::Db(sqlx::Error::PoolTimedOut)
+                | Self::Catalog(CatalogError::Db(sqlx::Error::PoolTimedOut))
+        )
+    }
+
     /// The database is unreachable or busy (worth a retry, or a 503), rather than broken.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -303,7 +311,9 @@ impl PgVectorIndex {
         let mut attempt = 0;
         loop {
             match self.search_once(q, query).await {
-                Err(e) if attempt < 2 && e.is_transient() => {
+                // a dropped connection is worth another try on a fresh one; a pool that found
+                // no connection within its timeout would only make the client wait again
+                Err(e) if attempt < 2 && e.is_transient() && !e.is_pool_timeout() => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                 }

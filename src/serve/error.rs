@@ -42,9 +42,19 @@ pub enum ApiError {
     NotReady,
     #[error("{0}")]
     Unavailable(String),
+    /// The database is down or unreachable: the request was fine; retry shortly.
+    #[error("{0}")]
+    DatabaseUnavailable(String),
+    /// A write found no space left (disk or quota full).
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
+
+/// Marks a response that met the database down (read by `serve::database_gate`).
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseDown;
 
 /// The error body, for OpenAPI.
 #[derive(Serialize, ToSchema)]
@@ -82,6 +92,13 @@ impl ApiError {
             Self::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::DatabaseUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
+            // the request was fine; the server's disk is full: retry once space is freed
+            Self::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -90,8 +107,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(error = %self, "request failed");
+        match status {
+            // states, not bugs: the client is told what to do, the operator sees metrics
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::INSUFFICIENT_STORAGE => {
+                tracing::debug!(error = %self, "request refused")
+            }
+            s if s.is_server_error() => tracing::error!(error = %self, "request failed"),
+            _ => {}
         }
         let kind = match status {
             StatusCode::UNAUTHORIZED => "authentication_error",
@@ -110,9 +132,12 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if matches!(self, Self::DatabaseUnavailable(_)) {
+            response.extensions_mut().insert(DatabaseDown);
+        }
         if matches!(
             self,
-            Self::Overloaded | Self::NotReady | Self::Unavailable(_)
+            Self::Overloaded | Self::NotReady | Self::Unavailable(_) | Self::DatabaseUnavailable(_)
         ) {
             response
                 .headers_mut()
@@ -155,7 +180,9 @@ impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         match &e {
             // the database is down or busy: the request was fine, try again shortly
-            CatalogError::Db(db) if is_transient(db) => Self::Unavailable(e.to_string()),
+            CatalogError::Db(db) if is_transient(db) => Self::DatabaseUnavailable(format!(
+                "the database is unavailable ({e}); retry shortly"
+            )),
             _ => Self::Internal(e.to_string()),
         }
     }
@@ -169,12 +196,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::UnknownModel { .. } => Self::Invalid(e.to_string()),
             ServiceError::Engine(e) => e.into(),
             ServiceError::Catalog(e) => e.into(),
-            ServiceError::Index(ref index) if index.is_transient() => {
-                Self::Unavailable(e.to_string())
-            }
+            ServiceError::Index(ref index) if index.is_transient() => Self::DatabaseUnavailable(
+                format!("the database is unavailable ({e}); retry shortly"),
+            ),
+            ServiceError::OutOfSpace { .. } => Self::InsufficientStorage(e.to_string()),
             ServiceError::Index(_)
             | ServiceError::Projection(_)
-            | ServiceError::Storage(_)
+            | ServiceError::Storage { .. }
+            | ServiceError::Task(_)
             | ServiceError::Corrupt(_) => Self::Internal(e.to_string()),
         }
     }

@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(routes::search::captions_for_image))
         .routes(routes!(routes::embeddings::embeddings))
         .routes(routes!(routes::embeddings::models))
+        .layer(middleware::from_fn_with_state(state.clone(), database_gate))
         .layer(middleware::from_fn_with_state(state.clone(), backpressure))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -84,10 +85,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                // a 503 from /ready while loading, or during a database outage, is an answer, not
+                // an error; real failures are logged once, by error.rs, with their cause
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
@@ -116,6 +123,31 @@ async fn backpressure(State(state): State<AppState>, req: Request, next: Next) -
         Ok(_permit) => next.run(req).await,
         Err(_) => ApiError::Overloaded.into_response(),
     }
+}
+
+/// While the database is known down, answer 503 at once when it still does not accept
+/// connections, instead of letting each request wait out the pool's connection timeout; the
+/// first request that finds it reachable goes through and clears the mark.
+async fn database_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(service) = state.0.service.get().cloned() else {
+        return next.run(req).await;
+    };
+    if state.0.database_down.load(Relaxed) {
+        if !service.catalog.reachable().await {
+            return error::ApiError::DatabaseUnavailable(format!(
+                "the database at {} does not accept connections; retry shortly",
+                service.catalog.location()
+            ))
+            .into_response();
+        }
+        state.0.database_down.store(false, Relaxed);
+    }
+    let response = next.run(req).await;
+    if response.extensions().get::<error::DatabaseDown>().is_some() {
+        state.0.database_down.store(true, Relaxed);
+    }
+    response
 }
 
 /// Request counts and latency per route and status; server timing as a response header.

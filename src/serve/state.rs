@@ -37,6 +37,9 @@ pub struct Shared {
     pub in_flight: Semaphore,
     /// Image request bodies held at once (see [`Limits::max_image_requests`]).
     pub image_requests: Arc<Semaphore>,
+    /// A request met the database down: later ones check it is reachable before waiting on it
+    /// (see `serve::database_gate`).
+    pub database_down: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -53,6 +56,7 @@ impl AppState {
             prometheus,
             in_flight,
             image_requests: Arc::new(Semaphore::new(image_requests)),
+            database_down: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

@@ -71,10 +71,11 @@ fn serve_round_trips_pass_with_f16_encoders() {
     assert!(stdout.contains("test result: ok. 2 passed"), "{stdout}");
 }
 
-/// BERT (our attention and GELU kernels vs candle's softmax and gelu_erf) and both kit CNNs
-/// (im2col and our depthwise kernel vs candle's conv2d with groups) give the same embeddings on
-/// both paths: max |difference| ≤ 1e-5 for MiniLM's unit vectors, ≤ 1e-4 relative for the CNNs'
-/// pooled features.
+/// BERT (our attention and GELU kernels vs candle's softmax and gelu_erf), both kit CNNs
+/// (im2col and our depthwise kernel vs candle's conv2d with groups) and the CLIP-family towers
+/// (causal attention, quick GELU, tanh GELU vs candle's ops) give the same embeddings on both
+/// paths: max |difference| ≤ 1e-5 for MiniLM's unit vectors, ≤ 1e-4 relative for the CNNs'
+/// pooled features and the CLIP-family projections.
 #[test]
 fn the_generic_path_gives_the_specialised_embeddings() {
     let minilm = kit_model("minilm-l6");
@@ -102,7 +103,31 @@ fn the_generic_path_gives_the_specialised_embeddings() {
             1e-4,
         ),
         ("mobilenet-v2", image_args("mobilenet-v2", &photos), 1e-4),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        ["clip-tiny", "siglip-tiny", "openclip-tiny"]
+            .into_iter()
+            .flat_map(|m| {
+                let dir = crate::clip_parity::clip_fixture(m).display().to_string();
+                let mut text: Vec<String> = [
+                    "embed",
+                    "text",
+                    "--model",
+                    &dir,
+                    "--text-quantization",
+                    "none",
+                ]
+                .map(String::from)
+                .to_vec();
+                text.extend(texts[6..].iter().map(|t| t.to_string()));
+                let mut image: Vec<String> = ["embed", "image", "--model", &dir]
+                    .map(String::from)
+                    .to_vec();
+                image.extend(photos.iter().map(|p| p.display().to_string()));
+                [(m, text, 1e-4), (m, image, 1e-4)]
+            }),
+    ) {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (specialised, generic) = (
             embeddings(&args, &[(GENERIC, "0")]),

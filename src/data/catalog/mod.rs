@@ -116,6 +116,9 @@ impl Default for PoolConfig {
 pub struct Catalog {
     pool: AnyPool,
     backend: Backend,
+    /// Where it is, for messages: the SQLite file, or the Postgres host and database (never
+    /// the credentials).
+    location: String,
 }
 
 impl Catalog {
@@ -148,6 +151,7 @@ impl Catalog {
         let catalog = Self {
             pool,
             backend: Backend::Sqlite,
+            location: path.display().to_string(),
         };
         catalog.migrate().await?;
         Ok(catalog)
@@ -158,19 +162,36 @@ impl Catalog {
     /// serialises migrations with an advisory lock.
     pub async fn connect_postgres(url: &str, config: PoolConfig) -> Result<Self, CatalogError> {
         sqlx::any::install_default_drivers();
-        let mut attempt = 0;
+        let location = postgres_location(url);
+        // a database that is down (not one that refuses us) is waited for, however long: a
+        // replica started before it is useful once it comes up, and says so once per attempt
+        let mut attempt = 0u32;
         let pool = loop {
-            let result = AnyPoolOptions::new()
-                .max_connections(config.max_connections)
-                .acquire_timeout(config.acquire_timeout)
-                .connect(url)
-                .await;
+            // a server that refuses connections is down: no need to wait out the pool's
+            // connection timeout to learn it
+            let result = if accepts_connections(&location).await {
+                AnyPoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(config.acquire_timeout)
+                    .connect(url)
+                    .await
+            } else {
+                Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "it does not accept connections",
+                )))
+            };
             match result {
                 Ok(pool) => break pool,
-                Err(e) if attempt < 10 && is_transient(&e) => {
+                Err(e) if is_transient(&e) => {
                     attempt += 1;
-                    tracing::warn!(error = %e, attempt, "database not reachable yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                    let wait =
+                        Duration::from_millis(200 << attempt.min(5)).min(CONNECT_BACKOFF_MAX);
+                    tracing::warn!(
+                        "database not reachable at {location} (attempt {attempt}, next in {:.1}s): {e}",
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -178,6 +199,7 @@ impl Catalog {
         let catalog = Self {
             pool,
             backend: Backend::Postgres,
+            location,
         };
         catalog.migrate().await?;
         Ok(catalog)
@@ -194,6 +216,19 @@ impl Catalog {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Where the catalog is, for messages (no credentials).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Whether the database server accepts a TCP connection within a moment: the quick check
+    /// that lets requests fail at once while it is down, instead of each waiting out the
+    /// pool's connection timeout (sqlx retries refused connections until then). True for
+    /// SQLite, and where the address cannot be read from the URL.
+    pub async fn reachable(&self) -> bool {
+        self.backend != Backend::Postgres || accepts_connections(&self.location).await
     }
 
     /// Whether the database answers (for readiness).
@@ -267,14 +302,62 @@ fn numbered_placeholders(from: usize, count: usize) -> String {
 /// Connection refused/reset or a server still starting up: worth another try.
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        // a full disk is no outage: it is answered as such (507), not retried as one (503)
+        sqlx::Error::Io(io) => !crate::fsutil::is_out_of_space(io),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
         sqlx::Error::Database(db) => {
-            // 57P03 cannot_connect_now (starting up), 53300 too_many_connections,
-            // 08xxx connection exceptions, 40001/40P01 serialization failure / deadlock
+            // 57P01-57P03 admin / crash shutdown and cannot_connect_now (the server stopping,
+            // crashing or starting), 53300 too_many_connections, 08xxx connection exceptions,
+            // 40001/40P01 serialization failure / deadlock
             db.code().is_some_and(|c| {
-                c == "57P03" || c == "53300" || c.starts_with("08") || c == "40001" || c == "40P01"
+                c.starts_with("57P")
+                    || c == "53300"
+                    || c.starts_with("08")
+                    || c == "40001"
+                    || c == "40P01"
             })
         }
         _ => false,
     }
+}
+
+/// The database could not write for lack of space: SQLite's SQLITE_FULL (13), Postgres'
+/// disk_full (53100), or ENOSPC / EDQUOT from the filesystem.
+pub fn is_out_of_space(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(io) => crate::fsutil::is_out_of_space(io),
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c == "13" || c == "53100"),
+        _ => false,
+    }
+}
+
+/// Whether the server at a Postgres location (`host[:port]/db`) accepts a TCP connection within
+/// [`REACHABLE_WITHIN`]; true where no address can be read from it.
+async fn accepts_connections(location: &str) -> bool {
+    let Some(addr) = location.split('/').next().filter(|a| !a.is_empty()) else {
+        return true;
+    };
+    let addr = if addr.contains(':') {
+        addr.to_string()
+    } else {
+        format!("{addr}:5432")
+    };
+    let connect = tokio::net::TcpStream::connect(addr);
+    matches!(
+        tokio::time::timeout(REACHABLE_WITHIN, connect).await,
+        Ok(Ok(_))
+    )
+}
+
+/// How long [`Catalog::reachable`] waits for the database server to accept a connection.
+const REACHABLE_WITHIN: Duration = Duration::from_millis(300);
+
+/// Longest wait between connection attempts to a database that is down.
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// `host:port/db` of a Postgres URL, for messages (the user and password left out).
+fn postgres_location(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('?').next().unwrap_or(rest).to_string()
 }

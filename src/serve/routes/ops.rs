@@ -37,6 +37,9 @@ pub struct Readiness {
     pub device: String,
     /// The feature sets this server computes: encoder and the options that change its outputs.
     pub features: FeatureSets,
+    /// Whether writes get through: false after one found no space (a full disk), until one
+    /// succeeds again (reads and searches go on either way).
+    pub writable: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -71,9 +74,18 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Api
     let service = state.service()?;
     // a replica whose database does not answer cannot serve: let the load balancer know
     if service.catalog.backend() == Backend::Postgres {
-        let ping = tokio::time::timeout(Duration::from_secs(2), service.catalog.ping()).await;
-        if !matches!(ping, Ok(Ok(()))) {
-            return Err(ApiError::Unavailable("the database does not answer".into()));
+        let ping = async {
+            // a server that refuses connections is down: no need to wait for the ping
+            if !service.catalog.reachable().await {
+                return false;
+            }
+            let ping = tokio::time::timeout(Duration::from_secs(2), service.catalog.ping());
+            matches!(ping.await, Ok(Ok(())))
+        };
+        if !ping.await {
+            return Err(ApiError::DatabaseUnavailable(
+                "the database does not answer".into(),
+            ));
         }
     }
     Ok(Json(Readiness {
@@ -87,12 +99,16 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Api
             image: (&service.image_spec).into(),
             text: (&service.text_spec).into(),
         },
+        writable: service.writable(),
     }))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 /// Prometheus metrics.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(free) = state.0.service.get().and_then(|s| s.free_bytes()) {
+        metrics::gauge!("xmodal_data_dir_free_bytes").set(free as f64);
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -88,16 +88,9 @@ impl Service {
         }
         // 1. the bytes, content-addressed, durable before the catalog refers to them
         let path = self.data.upload_file(&sha, ext);
-        let target = path.clone();
-        tokio::task::spawn_blocking(move || {
-            if target.exists() {
-                return Ok(()); // same content already stored
-            }
-            crate::fsutil::write_atomic(&target, &bytes)
-        })
-        .await
-        .map_err(|e| ServiceError::Storage(std::io::Error::other(e)))?
-        .map_err(ServiceError::Storage)?;
+        let stored = self.store_file(&path, bytes).await;
+        self.record_write("files", &stored);
+        let created = stored?;
         // 2. catalog row, captions, features and pgvector embeddings in one transaction
         let mut vectors = vec![StoredVector {
             feature_set: self.image_spec.id().0,
@@ -136,12 +129,28 @@ impl Service {
                 );
             }
         }
-        if !self
+        let inserted = self
             .catalog
             .insert_with_vectors(self.uploads_dataset, &new, &vectors, &pg)
-            .await?
-        {
-            return Err(ServiceError::Conflict(id));
+            .await
+            .map_err(|e| self.catalog_error("writing the catalog", e))
+            .and_then(|done| {
+                done.then_some(())
+                    .ok_or_else(|| ServiceError::Conflict(id.clone()))
+            });
+        self.record_write("catalog", &inserted);
+        if let Err(e) = inserted {
+            // the file is this upload's alone (it was not there, and writes are serialised):
+            // no catalog row will refer to it, so it goes with the failed request
+            if created {
+                if let Err(rm) = tokio::fs::remove_file(&path).await {
+                    tracing::warn!(
+                        "cannot remove {} after a failed upload: {rm}",
+                        path.display()
+                    );
+                }
+            }
+            return Err(e);
         }
         // 3. the in-process indexes (derived data)
         for e in &embeddings {
@@ -158,13 +167,49 @@ impl Service {
         Ok(id)
     }
 
+    /// Store `bytes` at `path` (content-addressed: already there means the same bytes);
+    /// whether this call created the file.
+    async fn store_file(&self, path: &std::path::Path, bytes: Bytes) -> Result<bool, ServiceError> {
+        let target = path.to_path_buf();
+        let written = tokio::task::spawn_blocking(move || {
+            if target.exists() {
+                return Ok(false); // same content already stored
+            }
+            crate::fsutil::write_atomic(&target, &bytes).map(|()| true)
+        })
+        .await
+        .map_err(|e| ServiceError::Task(e.to_string()))?;
+        written.map_err(|source| {
+            let path = path.display().to_string();
+            if crate::fsutil::is_out_of_space(&source) {
+                ServiceError::OutOfSpace {
+                    what: "storing the image",
+                    location: path,
+                    message: source.to_string(),
+                }
+            } else {
+                ServiceError::Storage {
+                    what: "storing the image",
+                    path,
+                    source,
+                }
+            }
+        })
+    }
+
     /// Delete an image: gone from every index at once, durably; its uploaded file goes when no
     /// other image refers to it.
     pub async fn delete_image(&self, id: &ImageId) -> Result<(), ServiceError> {
         let _write = self.write_lock.lock().await;
         let captions = self.catalog.captions_of(id).await?;
         let record = self.catalog.image(id).await?;
-        if !self.catalog.delete_image(id).await? {
+        let deleted = self
+            .catalog
+            .delete_image(id)
+            .await
+            .map_err(|e| self.catalog_error("deleting from the catalog", e));
+        self.record_write("catalog", &deleted);
+        if !deleted? {
             return Err(not_found(id));
         }
         // pgvector rows went with the catalog rows (ON DELETE CASCADE); in-process indexes follow

@@ -125,6 +125,7 @@ impl Service {
             ),
             write_lock: tokio::sync::Mutex::new(()),
             zero_shot_tags,
+            writable: std::sync::atomic::AtomicBool::new(true),
         };
         service.update_index_gauges().await;
         Ok(service)

@@ -51,8 +51,22 @@ pub enum ServiceError {
     Index(#[from] IndexError),
     #[error("projecting into the head's space: {0}")]
     Projection(#[from] candle_core::Error),
-    #[error("storing the image: {0}")]
-    Storage(std::io::Error),
+    #[error("{what} at {path}: {source}")]
+    Storage {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    /// A write found no space (a full disk or quota): the request was fine; retry once space
+    /// is freed.
+    #[error("{what} at {location}: {message}; writes resume once space is freed")]
+    OutOfSpace {
+        what: &'static str,
+        location: String,
+        message: String,
+    },
+    #[error("a worker task failed: {0}")]
+    Task(String),
     #[error("the catalog holds an invalid key: {0}")]
     Corrupt(String),
 }
@@ -113,6 +127,9 @@ pub struct Service {
     write_lock: tokio::sync::Mutex<()>,
     /// A CLIP-family model's zero-shot classifier for tags (else the image model's own).
     zero_shot_tags: Option<Arc<tags::ZeroShotTags>>,
+    /// Whether the last write found space (`/ready`'s `writable`); false from a full disk
+    /// until a write succeeds again.
+    writable: std::sync::atomic::AtomicBool,
 }
 
 pub const UPLOADS_DATASET: &str = "uploads";
@@ -144,6 +161,46 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// Whether writes are getting through (false after one found no space, until one does).
+    pub fn writable(&self) -> bool {
+        self.writable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes left on the data directory's filesystem.
+    pub fn free_bytes(&self) -> Option<u64> {
+        crate::fsutil::free_bytes(self.data.root()).ok()
+    }
+
+    /// Account for a write's outcome: an out-of-space failure of `kind` (`files`, `catalog`) is
+    /// counted and makes the service unwritable; a success makes it writable again.
+    fn record_write<T>(&self, kind: &'static str, result: &Result<T, ServiceError>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match result {
+            Ok(_) => self.writable.store(true, Relaxed),
+            Err(ServiceError::OutOfSpace { .. }) => {
+                metrics::counter!("xmodal_storage_errors_total", "kind" => kind).increment(1);
+                if self.writable.swap(false, Relaxed) {
+                    tracing::warn!("writes are failing for lack of space; reads go on");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// A catalog error, as out of space when it is one (naming the catalog).
+    fn catalog_error(&self, what: &'static str, e: CatalogError) -> ServiceError {
+        match &e {
+            CatalogError::Db(db) if crate::data::catalog::is_out_of_space(db) => {
+                ServiceError::OutOfSpace {
+                    what,
+                    location: self.catalog.location().to_string(),
+                    message: db.to_string(),
+                }
+            }
+            _ => e.into(),
+        }
     }
 
     /// The folder library to watch, when `--watch` asked for it.

@@ -70,7 +70,7 @@ impl Service {
             }
         })
         .await
-        .map_err(|e| ServiceError::Storage(std::io::Error::other(e)))??;
+        .map_err(|e| ServiceError::Task(e.to_string()))??;
         let labels: Vec<&str> = IMAGENET_CLASSES.lines().collect();
         Ok(rows
             .into_iter()

@@ -181,6 +181,41 @@ impl Server {
         }
     }
 
+    /// Start without waiting for readiness (it may wait on a database): returns once it
+    /// listens; its stderr goes to `stderr`.
+    pub fn spawn(data_dir: &std::path::Path, extra: &[&str], stderr: &std::path::Path) -> Server {
+        use std::io::BufRead;
+        let models = kit_model("minilm-l6").parent().unwrap().to_path_buf();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
+            .args(["--data-dir", data_dir.to_str().unwrap()])
+            .args(["--models-dir", models.to_str().unwrap()])
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut lines = stdout.lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the server printed its address")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("xmodal listening on ") {
+                break rest.trim_end_matches('/').to_string();
+            }
+        };
+        // keep draining stdout so the server never blocks on a full pipe
+        std::thread::spawn(move || lines.for_each(drop));
+        Server {
+            child,
+            base,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -82,27 +82,91 @@ impl Postgres {
                 "--no-sync",
             ],
         );
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
-            pg.port,
-            pg.data.display()
+        pg.start_again();
+        pg.probe_hnsw();
+        pg
+    }
+
+    /// Start the server on its data directory and port (again, after a stop or a crash).
+    pub fn start_again(&self) {
+        let out = self.pg_ctl_start();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
-        let log = pg.data.join("server.log");
-        pg.run_tool(
-            "pg_ctl",
-            &[
+    }
+
+    fn pg_ctl_start(&self) -> std::process::Output {
+        let data = self.data.display().to_string();
+        let options = format!(
+            "-p {} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            self.port
+        );
+        let log = self.data.join("server.log");
+        self.command("pg_ctl")
+            .args([
                 "-D",
-                pg.data.to_str().unwrap(),
+                &data,
                 "-o",
                 &options,
                 "-l",
                 log.to_str().unwrap(),
                 "-w",
                 "start",
-            ],
-        );
-        pg.probe_hnsw();
-        pg
+            ])
+            .current_dir(&self.data)
+            .output()
+            .unwrap()
+    }
+
+    /// `pg_ctl stop -m immediate`: every server process quits at once, no checkpoint (a crash,
+    /// as far as clients and recovery can tell).
+    pub fn stop_immediate(&self) {
+        let data = self.data.display().to_string();
+        self.run_tool("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
+        self.set_log_aside();
+    }
+
+    /// After a crash the test made itself, its log lines stay out of the crash check on drop
+    /// (which is there for crashes nobody asked for).
+    fn set_log_aside(&self) {
+        let log = self.data.join("server.log");
+        let _ = std::fs::rename(&log, self.data.join("server-before-fault.log"));
+    }
+
+    /// SIGKILL to the postmaster (its backends notice and exit); waits until nothing listens.
+    pub fn kill_postmaster(&self) {
+        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap();
+        let pid = pid_file.lines().next().unwrap().trim().to_string();
+        assert!(Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "postgres still listening"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.set_log_aside();
+    }
+
+    /// Start again after [`Self::kill_postmaster`]: its orphaned backends may hold the shared
+    /// memory for a moment, so this retries for a bounded time.
+    pub fn start_after_kill(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.pg_ctl_start().status.success() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "postgres did not start again"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     /// Build and search a small HNSW index, as the service will: a crash here names its cause.
