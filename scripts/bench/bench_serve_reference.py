@@ -5,6 +5,7 @@ the way a competent Python team runs it for throughput: requests are micro-batch
 queue feeding one inference thread that takes everything queued, up to --max-batch), with
 --workers processes sharing one listening socket and --threads torch threads each, and, with
 --int8, BERT's Linear layers quantized by torch.ao.quantization.quantize_dynamic (qint8).
+`POST /v1/embeddings` (OpenAI's shape, texts) goes through a micro-batcher of whole calls.
 
 Same data: the image and caption features come from xmodal's catalog (the `vectors` table that
 `xmodal serve` filled from the same extract), projected through the same trained heads
@@ -134,6 +135,12 @@ class TextQuery(BaseModel):
     k: int = 10
 
 
+class EmbeddingQuery(BaseModel):
+    input: str | list[str]
+    model: str | None = None
+    encoding_format: str = "float"
+
+
 class MicroBatcher:
     """Requests queue up while the model runs; the one inference thread then takes all of them
     (up to max_batch) in one forward pass."""
@@ -175,6 +182,23 @@ def embed_texts(texts):
     return STATE["text_head"](pooled).numpy()
 
 
+@torch.inference_mode()
+def embed_text_calls(calls):
+    """A batch of embeddings calls (each a list of texts) as one forward pass: rows per call,
+    and each call's token count."""
+    texts = [t for call in calls for t in call]
+    enc = STATE["tok"](texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    h = STATE["text"](**enc).last_hidden_state
+    m = enc["attention_mask"].unsqueeze(-1).float()
+    pooled = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
+    rows, tokens = STATE["text_head"](pooled).numpy(), enc["attention_mask"].sum(1).tolist()
+    out, at = [], 0
+    for call in calls:
+        out.append((rows[at:at + len(call)], sum(tokens[at:at + len(call)])))
+        at += len(call)
+    return out
+
+
 def prepare_image(data):
     img = Image.open(io.BytesIO(data)).convert("RGB")
     w, h = img.size
@@ -194,6 +218,9 @@ def embed_images(tensors):
 
 
 TEXT_BATCHER = MicroBatcher(embed_texts)
+# an embeddings call's texts stay together, and calls queued together share a forward pass (up
+# to --max-batch calls: a call of 32 texts is 32 rows)
+EMBED_BATCHER = MicroBatcher(embed_text_calls)
 IMAGE_BATCHER = MicroBatcher(embed_images)
 
 
@@ -214,6 +241,17 @@ async def search_text(q: TextQuery):
         results.append({"rank": rank, "image_id": image_id, "score": float(1 - d),
                         "url": f"/v1/images/{image_id}/file", "captions": STATE["captions"].get(image_id, [])})
     return {"results": results, "took_ms": (time.perf_counter() - t) * 1e3, "model": STATE["model_name"]}
+
+
+@app.post("/v1/embeddings")
+async def embeddings(q: EmbeddingQuery):
+    texts = [q.input] if isinstance(q.input, str) else q.input
+    if not texts or not all(t.strip() for t in texts):
+        raise HTTPException(422, "empty input")
+    rows, tokens = await EMBED_BATCHER.submit(texts)
+    data = [{"object": "embedding", "index": i, "embedding": r.tolist()} for i, r in enumerate(rows)]
+    return {"object": "list", "data": data, "model": STATE["model_name"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 @app.post("/v1/search/image")

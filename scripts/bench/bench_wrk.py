@@ -5,7 +5,10 @@
                                           captions of the test scenes, up to 5000, shuffled),
                                           zipf.lua (50000 draws from them, Zipf s=1: a real query
                                           stream's repeats), image.lua (32 test scene files)
+  bench_wrk.py emb-lua SYNTH_DIR OUT_DIR  emb1.lua / emb32.lua: POST /v1/embeddings with 1 or 32 of
+                                          those captions per call
   bench_wrk.py serve-report WORK IMAGES SECONDS
+  bench_wrk.py embeddings-report WORK SECONDS
   bench_wrk.py replicas-report WORK IMAGES SECONDS
 """
 import json
@@ -35,6 +38,20 @@ def write_lua(src, out):
         f.write('for n, p in ipairs(files) do local h = io.open(p, "rb"); bodies[n] = h:read("*a"); h:close() end\n')
         f.write('local i = 0\nwrk.method = "POST"\nwrk.headers["Content-Type"] = "image/png"\n')
         f.write('request = function()\n  i = i % #bodies + 1\n  return wrk.format(nil, "/v1/search/image?k=10", nil, bodies[i])\nend\n')
+
+
+def write_embedding_lua(src, out):
+    rows = [json.loads(l) for l in open(os.path.join(src, "dataset.jsonl"))]
+    queries = sorted({c for r in rows if r.get("split") == "test" for c in r["captions"]})
+    random.Random(7).shuffle(queries)
+    queries = queries[:4096]
+    for n in (1, 32):
+        calls = [queries[i:i + n] for i in range(0, len(queries) - n + 1, n)][:1024]
+        bodies = [json.dumps({"input": c if n > 1 else c[0], "encoding_format": "float"}) for c in calls]
+        with open(os.path.join(out, f"emb{n}.lua"), "w") as f:
+            f.write("local q = {" + ",".join(json.dumps(b) for b in bodies) + "}\n")
+            f.write('local i = 0\nwrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
+            f.write('request = function()\n  i = i % #q + 1\n  return wrk.format(nil, "/v1/embeddings", nil, q[i])\nend\n')
 
 
 def ms(v):
@@ -129,6 +146,39 @@ def serve_report(work, images, secs):
         print("note:", n)
 
 
+def embeddings_report(work, secs):
+    """Texts per second through POST /v1/embeddings, 1 and 32 texts per call at concurrency 1
+    and 32, every server; xmodal's ratios to the best f32 and the best int8 reference."""
+    names = [n for n in list(XMODAL_LABELS) + list(REFERENCE_LABELS)
+             if os.path.exists(os.path.join(work, f"{n}-emb1-1.txt"))]
+    runs = {(n, items, c): parse(os.path.join(work, f"{n}-emb{items}-{c}.txt"))
+            for n in names for items in (1, 32) for c in (1, 32)}
+    cases = [(1, 1), (1, 32), (32, 1), (32, 32)]
+    print(f"\nPOST /v1/embeddings, captions of the generated scenes, {secs}s per run, loopback; texts/s (p50 ms)\n")
+    print("| server | " + " | ".join(f"{i} per call, c{c}" for i, c in cases) + " |")
+    print("|---|" + "---|" * len(cases))
+    notes = []
+    texts = lambda n, i, c: runs[(n, i, c)]["rps"] * i  # noqa: E731
+    for n in names:
+        cells = [f"{texts(n, i, c):.1f} ({runs[(n, i, c)]['p50']:.1f})" for i, c in cases]
+        for i, c in cases:
+            notes += problems(f"{n} {i} per call c={c}", runs[(n, i, c)])
+        print(f"| {XMODAL_LABELS.get(n) or REFERENCE_LABELS[n]} | " + " | ".join(cells) + " |")
+    refs = [n for n in names if n.startswith("ref-")]
+    for group in ("f32", "int8"):
+        pool = [n for n in refs if n.endswith("int8") == (group == "int8")]
+        if not pool:
+            continue
+        # the best reference layout of the group in each case (none wins every case)
+        best = {case: max(pool, key=lambda n: texts(n, *case)) for case in cases}
+        for x in (n for n in names if not n.startswith("ref-")):
+            ratios = ", ".join(f"{i}/call c{c} {texts(x, i, c) / texts(best[(i, c)], i, c):.2f}× ({best[(i, c)]})"
+                               for i, c in cases)
+            print(f"- {XMODAL_LABELS[x]} vs the best {group} reference: {ratios}")
+    for n in notes:
+        print("note:", n)
+
+
 def replicas_report(work, images, secs):
     print(f"\ncaption → images, {images} images, concurrency 32 in total, {secs}s per run, loopback\n")
     print("| deployment | req/s | p50 ms | p99 ms |")
@@ -156,8 +206,12 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "lua":
         write_lua(sys.argv[2], sys.argv[3])
+    elif cmd == "emb-lua":
+        write_embedding_lua(sys.argv[2], sys.argv[3])
     elif cmd == "serve-report":
         serve_report(*sys.argv[2:5])
+    elif cmd == "embeddings-report":
+        embeddings_report(*sys.argv[2:4])
     elif cmd == "replicas-report":
         replicas_report(*sys.argv[2:5])
     else:
