@@ -224,6 +224,22 @@ pub fn train(
     let mut log = Vec::new();
     let mut lr = cfg.lr;
     let steps = n.div_ceil(cfg.batch_size.max(1));
+    let mut record = |entry: &EpochLog| -> std::io::Result<()> {
+        writeln!(
+            log_file,
+            "{}",
+            serde_json::to_string(entry).expect("log serialises")
+        )?;
+        on_epoch(entry);
+        Ok(())
+    };
+    let checkpoint = Checkpoint {
+        cfg,
+        name,
+        heads: (&img_cfg, &txt_cfg),
+        specs,
+        out,
+    };
     if img_cfg.residual {
         // a residual head starts at the identity: epoch 0 is the features' own space (a CLIP
         // model's zero-shot), the baseline every trained epoch has to beat to be kept
@@ -234,20 +250,8 @@ pub fn train(
             (0, None, lr, Instant::now()),
             &log_scale,
         )?;
-        writeln!(
-            log_file,
-            "{}",
-            serde_json::to_string(&entry).expect("log serialises")
-        )?;
-        on_epoch(&entry);
-        let training = serde_json::json!({"config": cfg, "best_epoch": 0, "val": entry.val, "val_rsum": entry.rsum});
-        let heads = TrainedHeads {
-            config: heads_config(cfg, name, &img_cfg, &txt_cfg, specs, training),
-            image,
-            text,
-        };
-        heads.save(out)?;
-        (image, text) = (heads.image, heads.text);
+        record(&entry)?;
+        (image, text) = keep_best(&checkpoint, 0, entry.val, (image, text))?;
         best = Some((0, entry.val));
         log.push(entry);
     }
@@ -294,23 +298,11 @@ pub fn train(
             &log_scale,
         )?;
         let metrics = entry.val;
-        writeln!(
-            log_file,
-            "{}",
-            serde_json::to_string(&entry).expect("log serialises")
-        )?;
-        on_epoch(&entry);
+        record(&entry)?;
         if best.as_ref().is_none_or(|(_, m)| metrics.rsum() > m.rsum()) {
             best = Some((epoch, metrics));
             stale = 0;
-            let training = serde_json::json!({"config": cfg, "best_epoch": epoch, "val": metrics, "val_rsum": metrics.rsum()});
-            let heads = TrainedHeads {
-                config: heads_config(cfg, name, &img_cfg, &txt_cfg, specs, training),
-                image,
-                text,
-            };
-            heads.save(out)?;
-            (image, text) = (heads.image, heads.text);
+            (image, text) = keep_best(&checkpoint, epoch, metrics, (image, text))?;
         } else {
             stale += 1;
         }
@@ -408,6 +400,32 @@ fn collapsed(metrics: &Metrics, (cos_images, cos_texts): (f32, f32), chance: f64
         && cos_texts > COLLAPSE_COSINE
         && at_chance(metrics.i2t.r10)
         && at_chance(metrics.t2i.r10)
+}
+
+/// Where and how the best heads so far are saved.
+struct Checkpoint<'a> {
+    cfg: &'a TrainConfig,
+    name: &'a str,
+    heads: (&'a MlpConfig, &'a MlpConfig),
+    specs: (&'a FeatureSpec, &'a FeatureSpec),
+    out: &'a Path,
+}
+
+/// Save `heads` as the best so far (`epoch`, scoring `metrics`) and hand them back.
+fn keep_best(
+    c: &Checkpoint,
+    epoch: usize,
+    metrics: Metrics,
+    (image, text): (Mlp, Mlp),
+) -> Result<(Mlp, Mlp), TrainError> {
+    let training = serde_json::json!({"config": c.cfg, "best_epoch": epoch, "val": metrics, "val_rsum": metrics.rsum()});
+    let heads = TrainedHeads {
+        config: heads_config(c.cfg, c.name, c.heads.0, c.heads.1, c.specs, training),
+        image,
+        text,
+    };
+    heads.save(c.out)?;
+    Ok((heads.image, heads.text))
 }
 
 /// How a training step runs: written out on the CPU, or candle's autograd.

@@ -42,28 +42,6 @@ pub fn text_options() -> TextOptions {
     }
 }
 
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<Vec<u32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
-}
-
 /// One family's fixture: token ids equal the reference's exactly; text embeddings, and image
 /// embeddings of the reference's own preprocessed pixels, within [`MIN_COSINE`] and `max_abs`;
 /// image embeddings from the photo files through our decoder and resampling within
@@ -80,7 +58,7 @@ fn check_family(key: &str, dir: &str, max_abs: f32, photo_max_abs: f32) {
     let clip = text.clip().expect("a CLIP-family text tower");
     assert_eq!(
         clip.token_ids(&refs).unwrap(),
-        ids(&r["ids"]),
+        u32_rows(&r["ids"]),
         "{key}: token ids"
     );
     let ours: Vec<Vec<f32>> = text.encode(&refs).unwrap().to_vec2().unwrap();
@@ -178,7 +156,7 @@ fn clip_tokenizer_from_vocab_and_merges_equals_tokenizer_json() {
     assert_eq!(text.describe()["tokenizer"], "vocab.json+merges.txt");
     assert_eq!(
         text.clip().unwrap().token_ids(&refs).unwrap(),
-        ids(&reference["clip"]["ids"])
+        u32_rows(&reference["clip"]["ids"])
     );
 }
 
@@ -199,15 +177,7 @@ fn clip_and_siglip_preprocessing_match_the_reference_processors() {
             let theirs = image::open(clip_fixture("crops").join(format!("{kind}_{photo}.png")))
                 .unwrap()
                 .to_rgb8();
-            assert_eq!(ours.dimensions(), theirs.dimensions(), "{kind} {photo}");
-            let diffs: Vec<f32> = ours
-                .as_raw()
-                .iter()
-                .zip(theirs.as_raw())
-                .map(|(a, b)| (*a as f32 - *b as f32).abs())
-                .collect();
-            let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
-            let max = diffs.iter().copied().fold(0.0, f32::max);
+            let (mean, max) = pixel_diff(&ours, &theirs);
             eprintln!("{kind} {photo}: mean |diff| {mean:.3}, max {max} (0..255)");
             assert!(
                 mean <= 0.5 && max <= 8.0,

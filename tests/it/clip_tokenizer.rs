@@ -10,29 +10,6 @@ use xmodal::encode::clip::{tokenizer::ClipTokenizer, ClipConfig, Family};
 
 use crate::{clip_parity::clip_fixture, common::*};
 
-fn ids(v: &serde_json::Value) -> Vec<Vec<u32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
-}
-
-fn strings(fx: &serde_json::Value) -> Vec<String> {
-    fx["strings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
-
 fn tokenizer(dir: &Path, family: Family) -> ClipTokenizer {
     let cfg = ClipConfig::load(dir, family).unwrap();
     let kit = kit_model("clip-bpe").join("bpe_simple_vocab_16e6.txt.gz");
@@ -59,7 +36,7 @@ fn mismatches<'a>(
 #[test]
 fn clip_tokenizer_matches_transformers_on_320_strings() {
     let fx = read_json("clip/tokenizer_clip.json");
-    let strings = strings(&fx);
+    let strings = strings(&fx["strings"]);
     let dir = tempdir("clip-full-vocab");
     std::fs::copy(
         clip_fixture("clip-tiny").join("config.json"),
@@ -92,7 +69,7 @@ fn clip_tokenizer_matches_transformers_on_320_strings() {
     .unwrap();
     let refs: Vec<&str> = strings.iter().map(String::as_str).collect();
     let ours = tokenizer(&dir, Family::Clip).encode(&refs).unwrap();
-    let wrong = mismatches(&strings, &ours, &ids(&fx["hf_ids"]));
+    let wrong = mismatches(&strings, &ours, &u32_rows(&fx["hf_ids"]));
     eprintln!(
         "CLIP tokenizer: {}/{} identical to transformers' CLIPTokenizer",
         strings.len() - wrong.len(),
@@ -107,12 +84,12 @@ fn clip_tokenizer_matches_transformers_on_320_strings() {
 #[test]
 fn open_clip_tokenizer_matches_open_clip_on_320_strings() {
     let fx = read_json("clip/tokenizer_clip.json");
-    let strings = strings(&fx);
+    let strings = strings(&fx["strings"]);
     let refs: Vec<&str> = strings.iter().map(String::as_str).collect();
     let ours = tokenizer(&clip_fixture("openclip-tiny"), Family::OpenClip)
         .encode(&refs)
         .unwrap();
-    let wrong = mismatches(&strings, &ours, &ids(&fx["open_clip_ids"]));
+    let wrong = mismatches(&strings, &ours, &u32_rows(&fx["open_clip_ids"]));
     eprintln!(
         "OpenCLIP tokenizer: {}/{} identical to open_clip's SimpleTokenizer; differing: {:?}",
         strings.len() - wrong.len(),
@@ -129,12 +106,12 @@ fn open_clip_tokenizer_matches_open_clip_on_320_strings() {
 #[test]
 fn siglip_tokenizer_matches_transformers_on_320_strings() {
     let fx = read_json("clip/tokenizer_siglip.json");
-    let strings = strings(&fx);
+    let strings = strings(&fx["strings"]);
     let refs: Vec<&str> = strings.iter().map(String::as_str).collect();
     let ours = tokenizer(&clip_fixture("siglip-tiny"), Family::Siglip)
         .encode(&refs)
         .unwrap();
-    let wrong = mismatches(&strings, &ours, &ids(&fx["ids"]));
+    let wrong = mismatches(&strings, &ours, &u32_rows(&fx["ids"]));
     eprintln!(
         "SigLIP tokenizer: {}/{} identical to transformers' SiglipTokenizer",
         strings.len() - wrong.len(),

@@ -156,15 +156,7 @@ fn preprocessing_matches_torchvision_crop() {
         };
         let ours = preprocess::resize_and_crop(&decoded, &p);
         let theirs = image::open(fixture(file)).unwrap().to_rgb8();
-        assert_eq!(ours.dimensions(), theirs.dimensions());
-        let diffs: Vec<f32> = ours
-            .as_raw()
-            .iter()
-            .zip(theirs.as_raw())
-            .map(|(a, b)| (*a as f32 - *b as f32).abs())
-            .collect();
-        let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
-        let max = diffs.iter().cloned().fold(0.0, f32::max);
+        let (mean, max) = pixel_diff(&ours, &theirs);
         eprintln!("preprocess vs PIL ({resample:?}): mean |diff| {mean:.3} levels, max {max}");
         assert!(
             mean < 0.05,

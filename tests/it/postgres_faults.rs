@@ -57,20 +57,6 @@ where
     }
 }
 
-fn noise_png(seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    let img = image::RgbImage::from_fn(48, 48, |_, _| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let b = state.to_le_bytes();
-        image::Rgb([b[0], b[1], b[2]])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_answer_503_through_a_database_crash_and_recover_by_themselves() {
     let pg = Postgres::start("faults");
@@ -106,7 +92,7 @@ async fn replicas_answer_503_through_a_database_crash_and_recover_by_themselves(
                 let form = reqwest::multipart::Form::new()
                     .part(
                         "image",
-                        reqwest::multipart::Part::bytes(noise_png(i)).file_name("f.png"),
+                        reqwest::multipart::Part::bytes(noise_png(i, 48)).file_name("f.png"),
                     )
                     .text("caption", format!("fault picture {i}"))
                     .text("id", id.clone());

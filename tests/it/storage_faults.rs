@@ -15,14 +15,6 @@ use crate::{
     common::{api::Api, *},
 };
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 /// A tmpfs mounted at `dir`, unmounted on drop.
 struct Tmpfs(std::path::PathBuf);
 
@@ -50,23 +42,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-/// A PNG of noise (incompressible, so each upload takes its size on disk), distinct per seed.
-fn noise_png(seed: u64, side: u32) -> Vec<u8> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let img = image::RgbImage::from_fn(side, side, |_, _| {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let b = (state >> 33).to_le_bytes();
-        image::Rgb([b[0], b[1], b[2]])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
 }
 
 /// Every file under `dir` (recursively).

@@ -47,6 +47,67 @@ pub fn matrix(v: &serde_json::Value) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// A JSON array of arrays of non-negative integers (token ids).
+pub fn u32_rows(v: &serde_json::Value) -> Vec<Vec<u32>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect()
+}
+
+/// A JSON array of strings.
+pub fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Mean and largest absolute difference of two images' 8-bit channel values (same size).
+pub fn pixel_diff(ours: &image::RgbImage, theirs: &image::RgbImage) -> (f32, f32) {
+    assert_eq!(ours.dimensions(), theirs.dimensions());
+    let diffs: Vec<f32> = ours
+        .as_raw()
+        .iter()
+        .zip(theirs.as_raw())
+        .map(|(a, b)| (*a as f32 - *b as f32).abs())
+        .collect();
+    let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+    (mean, diffs.iter().copied().fold(0.0, f32::max))
+}
+
+/// Whether the tests run as root (mounting a tmpfs, running Postgres as another user).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A PNG of noise, distinct per seed and incompressible (each upload takes its size on disk).
+pub fn noise_png(seed: u64, side: u32) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let img = image::RgbImage::from_fn(side, side, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let b = state.to_le_bytes();
+        image::Rgb([b[0], b[1], b[2]])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
 /// Largest absolute difference between two equally-shaped matrices.
 pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     assert_eq!(a.len(), b.len(), "row count");

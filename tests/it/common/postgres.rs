@@ -36,14 +36,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 impl Postgres {
     pub fn start(tag: &str) -> Postgres {
         let bin = pg_bin();
@@ -52,7 +44,7 @@ impl Postgres {
             "PostgreSQL binaries not found at {} (run scripts/fetch_postgres)",
             bin.display()
         );
-        let as_user = is_root().then_some("nobody");
+        let as_user = super::is_root().then_some("nobody");
         let data = std::env::temp_dir().join(format!("xmodal-pg-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data).unwrap();
