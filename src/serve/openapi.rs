@@ -11,7 +11,7 @@ use super::{api, error, routes};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "xmodal", description = "Cross-modal retrieval: send a caption, get ranked images; upload an image, get ranked captions."),
-    components(schemas(api::TextSearchRequest, api::ImageResults, api::ImageHit, api::Tag, api::CaptionResults, api::CaptionHit, api::ImageInfo, api::Created, api::UploadForm, api::ImageQueryForm, error::ErrorBody, error::ErrorDetail, api::embeddings::EmbeddingRequest, api::embeddings::EmbeddingInput, api::embeddings::EmbeddingItem, api::embeddings::ImageItem, api::embeddings::EmbeddingList, api::embeddings::EmbeddingData, api::embeddings::Usage, api::embeddings::ModelList, api::embeddings::ModelInfo, routes::ops::Status, routes::ops::Readiness, routes::ops::FeatureSets, routes::ops::FeatureInfo)),
+    components(schemas(api::TextSearchRequest, api::ImageResults, api::ImageHit, api::Tag, api::CaptionResults, api::CaptionHit, api::ImageInfo, api::Created, api::UploadForm, api::ImageQueryForm, error::ErrorBody, error::ErrorDetail, api::embeddings::EmbeddingRequest, api::embeddings::Encoding, api::embeddings::EmbeddingInput, api::embeddings::EmbeddingItem, api::embeddings::ImageItem, api::embeddings::EmbeddingList, api::embeddings::EmbeddingData, api::embeddings::Usage, api::embeddings::ModelList, api::embeddings::ModelInfo, routes::ops::Status, routes::ops::Readiness, routes::ops::FeatureSets, routes::ops::FeatureInfo)),
     modifiers(&BearerAuth),
     tags((name = "search"), (name = "images"), (name = "embeddings"), (name = "ops"))
 )]

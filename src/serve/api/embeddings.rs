@@ -25,7 +25,7 @@ pub struct EmbeddingRequest {
     pub model: Option<String>,
     /// `float` (default) or `base64` (little-endian f32, as OpenAI's client decodes it).
     #[serde(default)]
-    pub encoding_format: Option<String>,
+    pub encoding_format: Encoding,
     /// Refused: no model here is trained for truncated embeddings.
     #[serde(default)]
     pub dimensions: Option<serde_json::Value>,
@@ -107,8 +107,10 @@ pub struct ModelInfo {
 }
 
 /// How vectors are written out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Encoding {
+    #[default]
     Float,
     Base64,
 }
@@ -124,15 +126,7 @@ impl EmbeddingRequest {
                     .into(),
             ));
         }
-        let encoding = match self.encoding_format.as_deref() {
-            None | Some("float") => Encoding::Float,
-            Some("base64") => Encoding::Base64,
-            Some(other) => {
-                return Err(ApiError::Invalid(format!(
-                    "encoding_format {other:?} is not one of float, base64"
-                )))
-            }
-        };
+        let encoding = self.encoding_format;
         let items = match self.input {
             EmbeddingInput::Text(t) => vec![EmbeddingItem::Text(t)],
             EmbeddingInput::Items(items) => items,
