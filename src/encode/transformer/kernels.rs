@@ -154,6 +154,23 @@ pub struct Attention {
     pub causal: bool,
 }
 
+/// `acc[x] += a · b[x]` over a block of `N` lanes held in registers for a whole loop (N = 32:
+/// four AVX2 vectors, four independent add chains; N = 8: one).
+#[inline(always)]
+fn axpy_block<const N: usize>(acc: &mut [f32; N], a: f32, b: &[f32]) {
+    acc.iter_mut().zip(&b[..N]).for_each(|(s, &x)| *s += a * x);
+}
+
+/// One head of one sequence, by the definition's arithmetic in a vectorisable order.
+///
+/// Scores: the head's keys are copied transposed (`[D, L]`, rows padded to a multiple of 8 with
+/// zeros) and a query's scores are built 32 (then 8) keys at a time in registers as
+/// Σₜ q[t] · keysᵀ[t]; the context: 32 (then 8) of its D columns at a time as Σⱼ wⱼ · vⱼ over
+/// the head's values packed `[L, D]`. Every score and output still sums its products in the
+/// definition's order (t = 0, 1, …; j = 0, 1, …), with no fused multiply-adds, so the result
+/// equals the plain per-pair loop's bits on every CPU (unit test). That loop (one dependent
+/// add per product, values read from rows 3·hidden floats apart) was 12.6% of CLIP ViT-B/32's
+/// image tower at batch 32 and 15% of SigLIP base/16's on a 2-core AVX2 EPYC (perf).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn attend_head(
@@ -168,42 +185,90 @@ fn attend_head(
 ) {
     let scale = 1.0 / (d as f32).sqrt();
     let stride = 3 * hidden;
-    let mut scores = vec![0f32; l];
+    let padded = l.next_multiple_of(8);
+    let mut keys_t = vec![0f32; d * padded];
+    let mut values = vec![0f32; l * d];
+    for j in 0..l {
+        let k = &qkv[j * stride + hidden + head * d..j * stride + hidden + head * d + d];
+        for (t, &x) in k.iter().enumerate() {
+            keys_t[t * padded + j] = x;
+        }
+        let v = &qkv[j * stride + 2 * hidden + head * d..j * stride + 2 * hidden + head * d + d];
+        values[j * d..(j + 1) * d].copy_from_slice(v);
+    }
+    let mut scores = vec![0f32; padded];
     for i in 0..l {
         let q = &qkv[i * stride + head * d..i * stride + head * d + d];
-        let mut max = f32::NEG_INFINITY;
-        for j in 0..l {
-            if mask[j] == 0.0 || (causal && j > i) {
-                scores[j] = f32::NEG_INFINITY;
-                continue;
-            }
-            let k = &qkv[j * stride + hidden + head * d..j * stride + hidden + head * d + d];
-            let s = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale;
-            scores[j] = s;
-            max = max.max(s);
-        }
-        let mut total = 0.0;
-        for s in scores.iter_mut() {
-            *s = if *s == f32::NEG_INFINITY {
-                0.0
+        let mut j0 = 0;
+        while j0 < padded {
+            if j0 + 32 <= padded {
+                let mut acc = [0f32; 32];
+                for (t, &qt) in q.iter().enumerate() {
+                    axpy_block(&mut acc, qt, &keys_t[t * padded + j0..]);
+                }
+                scores[j0..j0 + 32].copy_from_slice(&acc);
+                j0 += 32;
             } else {
-                (*s - max).exp()
-            };
-            total += *s;
+                let mut acc = [0f32; 8];
+                for (t, &qt) in q.iter().enumerate() {
+                    axpy_block(&mut acc, qt, &keys_t[t * padded + j0..]);
+                }
+                scores[j0..j0 + 8].copy_from_slice(&acc);
+                j0 += 8;
+            }
         }
+        let weights = &mut scores[..l];
+        let mut max = f32::NEG_INFINITY;
+        for (j, s) in weights.iter_mut().enumerate() {
+            if mask[j] == 0.0 || (causal && j > i) {
+                *s = f32::NEG_INFINITY;
+            } else {
+                *s *= scale;
+                max = max.max(*s);
+            }
+        }
+        // our exp (a polynomial: the loop vectorises) where libm's was a call per score, 3% of
+        // SigLIP's image tower; masked keys get exactly zero weight
+        for s in weights.iter_mut() {
+            let e = exp(*s - max);
+            *s = if *s == f32::NEG_INFINITY { 0.0 } else { e };
+        }
+        let total = weights.iter().fold(0.0f32, |sum, &p| sum + p);
         let o = &mut out[i * d..(i + 1) * d];
-        o.fill(0.0);
         if total == 0.0 {
+            o.fill(0.0);
             continue;
         }
-        for (j, &p) in scores.iter().enumerate() {
-            if p == 0.0 {
-                continue;
+        weights.iter_mut().for_each(|p| *p /= total);
+        let weights = &scores[..l];
+        let mut c0 = 0;
+        while c0 + 8 <= d {
+            if c0 + 32 <= d {
+                let mut acc = [0f32; 32];
+                for (j, &w) in weights.iter().enumerate() {
+                    if w != 0.0 {
+                        axpy_block(&mut acc, w, &values[j * d + c0..]);
+                    }
+                }
+                o[c0..c0 + 32].copy_from_slice(&acc);
+                c0 += 32;
+            } else {
+                let mut acc = [0f32; 8];
+                for (j, &w) in weights.iter().enumerate() {
+                    if w != 0.0 {
+                        axpy_block(&mut acc, w, &values[j * d + c0..]);
+                    }
+                }
+                o[c0..c0 + 8].copy_from_slice(&acc);
+                c0 += 8;
             }
-            let w = p / total;
-            let v =
-                &qkv[j * stride + 2 * hidden + head * d..j * stride + 2 * hidden + head * d + d];
-            o.iter_mut().zip(v).for_each(|(acc, x)| *acc += w * x);
+        }
+        for (c, oc) in o.iter_mut().enumerate().skip(c0) {
+            *oc = weights
+                .iter()
+                .enumerate()
+                .filter(|&(_, &w)| w != 0.0)
+                .fold(0.0, |sum, (j, &w)| sum + w * values[j * d + c]);
         }
     }
 }
@@ -376,6 +441,84 @@ mod tests {
         // causal: the first position sees only itself, the second both
         attend_head(&qkv, &[1.0, 1.0], true, 2, 1, 0, 1, &mut out);
         assert!((out[0] - 10.0).abs() < 1e-5 && (out[1] - 15.0).abs() < 1e-5);
+    }
+
+    /// The definition, one dot product per (query, key): what the vectorised kernel must equal
+    /// bit for bit (the same products summed in the same order).
+    fn attend_head_by_definition(
+        qkv: &[f32],
+        mask: &[f32],
+        causal: bool,
+        (l, hidden, head, d): (usize, usize, usize, usize),
+    ) -> Vec<f32> {
+        let stride = 3 * hidden;
+        let at = |row: usize, part: usize| {
+            let from = row * stride + part * hidden + head * d;
+            &qkv[from..from + d]
+        };
+        let mut out = vec![0f32; l * d];
+        for i in 0..l {
+            let scores: Vec<f32> = (0..l)
+                .map(|j| {
+                    if mask[j] == 0.0 || (causal && j > i) {
+                        return f32::NEG_INFINITY;
+                    }
+                    let dot = at(i, 0)
+                        .iter()
+                        .zip(at(j, 1))
+                        .fold(0.0f32, |s, (a, b)| s + a * b);
+                    dot * (1.0 / (d as f32).sqrt())
+                })
+                .collect();
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let weights: Vec<f32> = scores
+                .iter()
+                .map(|&s| {
+                    if s == f32::NEG_INFINITY {
+                        0.0
+                    } else {
+                        exp(s - max)
+                    }
+                })
+                .collect();
+            let total: f32 = weights.iter().fold(0.0, |a, b| a + b);
+            for (j, &p) in weights.iter().enumerate() {
+                if p != 0.0 {
+                    let v = at(j, 2);
+                    for t in 0..d {
+                        out[i * d + t] += p / total * v[t];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_equals_the_definition_bit_for_bit() {
+        let mut rng = crate::rng::Rng::new(5);
+        // lengths and widths around the 8- and 32-lane blocks (44 = 32 + 8 + a scalar tail), the
+        // width of every CLIP-family head (64) and a ViT-B/32 image (50 positions)
+        for (l, heads, d) in [
+            (1, 1, 4),
+            (7, 2, 16),
+            (9, 3, 8),
+            (3, 1, 44),
+            (17, 2, 64),
+            (50, 2, 64),
+        ] {
+            let hidden = heads * d;
+            let qkv: Vec<f32> = (0..l * 3 * hidden).map(|_| rng.normal()).collect();
+            let mask: Vec<f32> = (0..l).map(|j| if j % 5 == 4 { 0.0 } else { 1.0 }).collect();
+            for (head, causal) in (0..heads).flat_map(|h| [(h, false), (h, true)]) {
+                let expected = attend_head_by_definition(&qkv, &mask, causal, (l, hidden, head, d));
+                for kernel in [attend_head, attend_dispatch] {
+                    let mut got = vec![0.0; l * d];
+                    kernel(&qkv, &mask, causal, l, hidden, head, d, &mut got);
+                    assert_eq!(got, expected, "l {l}, head {head}, causal {causal}");
+                }
+            }
+        }
     }
 
     /// The copies chosen at run time (AVX2+FMA where present) agree with the portable loops
