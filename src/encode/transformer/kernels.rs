@@ -154,11 +154,39 @@ pub struct Attention {
     pub causal: bool,
 }
 
-/// `acc[x] += a · b[x]` over a block of `N` lanes held in registers for a whole loop (N = 32:
-/// four AVX2 vectors, four independent add chains; N = 8: one).
+/// `out[..N] = Σ a · data[at..at + N]` over `terms` (coefficient, offset), in their order, the
+/// `N` sums held in registers for the whole loop (N = 32: four AVX2 vectors, four independent
+/// add chains; N = 8: one).
 #[inline(always)]
-fn axpy_block<const N: usize>(acc: &mut [f32; N], a: f32, b: &[f32]) {
-    acc.iter_mut().zip(&b[..N]).for_each(|(s, &x)| *s += a * x);
+fn sum_block<const N: usize>(
+    terms: impl Iterator<Item = (f32, usize)>,
+    data: &[f32],
+    out: &mut [f32],
+) {
+    let mut acc = [0f32; N];
+    for (a, at) in terms {
+        acc.iter_mut()
+            .zip(&data[at..at + N])
+            .for_each(|(s, &x)| *s += a * x);
+    }
+    out[..N].copy_from_slice(&acc);
+}
+
+/// [`sum_block`] over 32 lanes when `width` leaves room for them, else 8; the lanes it took.
+#[inline(always)]
+fn sum_widest_block<I: Iterator<Item = (f32, usize)>>(
+    width: usize,
+    terms: I,
+    data: &[f32],
+    out: &mut [f32],
+) -> usize {
+    if width >= 32 {
+        sum_block::<32>(terms, data, out);
+        32
+    } else {
+        sum_block::<8>(terms, data, out);
+        8
+    }
 }
 
 /// One head of one sequence, by the definition's arithmetic in a vectorisable order.
@@ -201,21 +229,8 @@ fn attend_head(
         let q = &qkv[i * stride + head * d..i * stride + head * d + d];
         let mut j0 = 0;
         while j0 < padded {
-            if j0 + 32 <= padded {
-                let mut acc = [0f32; 32];
-                for (t, &qt) in q.iter().enumerate() {
-                    axpy_block(&mut acc, qt, &keys_t[t * padded + j0..]);
-                }
-                scores[j0..j0 + 32].copy_from_slice(&acc);
-                j0 += 32;
-            } else {
-                let mut acc = [0f32; 8];
-                for (t, &qt) in q.iter().enumerate() {
-                    axpy_block(&mut acc, qt, &keys_t[t * padded + j0..]);
-                }
-                scores[j0..j0 + 8].copy_from_slice(&acc);
-                j0 += 8;
-            }
+            let terms = q.iter().enumerate().map(|(t, &qt)| (qt, t * padded + j0));
+            j0 += sum_widest_block(padded - j0, terms, &keys_t, &mut scores[j0..]);
         }
         let weights = &mut scores[..l];
         let mut max = f32::NEG_INFINITY;
@@ -243,25 +258,12 @@ fn attend_head(
         let weights = &scores[..l];
         let mut c0 = 0;
         while c0 + 8 <= d {
-            if c0 + 32 <= d {
-                let mut acc = [0f32; 32];
-                for (j, &w) in weights.iter().enumerate() {
-                    if w != 0.0 {
-                        axpy_block(&mut acc, w, &values[j * d + c0..]);
-                    }
-                }
-                o[c0..c0 + 32].copy_from_slice(&acc);
-                c0 += 32;
-            } else {
-                let mut acc = [0f32; 8];
-                for (j, &w) in weights.iter().enumerate() {
-                    if w != 0.0 {
-                        axpy_block(&mut acc, w, &values[j * d + c0..]);
-                    }
-                }
-                o[c0..c0 + 8].copy_from_slice(&acc);
-                c0 += 8;
-            }
+            let terms = weights
+                .iter()
+                .enumerate()
+                .filter(|&(_, &w)| w != 0.0)
+                .map(|(j, &w)| (w, j * d + c0));
+            c0 += sum_widest_block(d - c0, terms, &values, &mut o[c0..]);
         }
         for (c, oc) in o.iter_mut().enumerate().skip(c0) {
             *oc = weights
