@@ -132,6 +132,11 @@ async fn a_full_disk_answers_507_keeps_every_201_and_recovers_when_space_is_free
     let hits = api.search_text("noise picture", 5).await;
     assert_eq!(hits["results"].as_array().unwrap().len(), 5, "{hits}");
     let metrics = api.metrics().await;
+    for line in metrics.0.lines().filter(|l| {
+        l.starts_with("xmodal_storage_errors_total") || l.starts_with("xmodal_data_dir_free_bytes")
+    }) {
+        eprintln!("{line}");
+    }
     assert!(
         metrics
             .0
