@@ -7,7 +7,14 @@ use super::int8::Int8Linear;
 
 /// A dense layer in f32 (candle's GEMM) or with int8 weights (`--text-quantization int8`).
 pub enum Dense {
-    F32(Linear),
+    /// `weight_t` is the weight transposed once at load, `[in, out]` and contiguous: the GEMM
+    /// reads it row-major. Given the `[out, in]` weight as a transposed view (what candle's
+    /// `Linear` does), the `gemm` crate packs it with one scalar strided load per element on
+    /// every call: 26% of CLIP ViT-B/32's image tower at batch 1 on a 2-core AVX2 EPYC (perf).
+    F32 {
+        weight_t: Tensor,
+        bias: Option<Tensor>,
+    },
     Int8(Int8Linear),
 }
 
@@ -18,14 +25,28 @@ impl Dense {
                 return Ok(Self::Int8(q));
             }
         }
-        Ok(Self::F32(linear))
+        Ok(Self::F32 {
+            weight_t: linear.weight().t()?.contiguous()?,
+            bias: linear.bias().cloned(),
+        })
     }
 }
 
 impl Module for Dense {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::F32(linear) => linear.forward(x),
+            Self::F32 { weight_t, bias } => {
+                let mut dims = x.dims().to_vec();
+                let inputs = dims.pop().unwrap_or(1);
+                let rows = x.elem_count() / inputs.max(1);
+                let y = x.reshape((rows, inputs))?.matmul(weight_t)?;
+                dims.push(weight_t.dim(1)?);
+                let y = y.reshape(dims)?;
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
             Self::Int8(q) => x.contiguous()?.apply_op1_no_bwd(q),
         }
     }
