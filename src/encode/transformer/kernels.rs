@@ -156,7 +156,7 @@ pub struct Attention {
 
 /// `out[..N] = Σ a · data[at..at + N]` over `terms` (coefficient, offset), in their order, the
 /// `N` sums held in registers for the whole loop (N = 32: four AVX2 vectors, four independent
-/// add chains; N = 8: one).
+/// add chains; N = 8: one; N = 1: a head width's tail that is not a multiple of 8).
 #[inline(always)]
 fn sum_block<const N: usize>(
     terms: impl Iterator<Item = (f32, usize)>,
@@ -172,7 +172,8 @@ fn sum_block<const N: usize>(
     out[..N].copy_from_slice(&acc);
 }
 
-/// [`sum_block`] over 32 lanes when `width` leaves room for them, else 8; the lanes it took.
+/// [`sum_block`] over the widest of 32, 8 or 1 lanes that `width` leaves room for; the lanes it
+/// took.
 #[inline(always)]
 fn sum_widest_block<I: Iterator<Item = (f32, usize)>>(
     width: usize,
@@ -183,9 +184,12 @@ fn sum_widest_block<I: Iterator<Item = (f32, usize)>>(
     if width >= 32 {
         sum_block::<32>(terms, data, out);
         32
-    } else {
+    } else if width >= 8 {
         sum_block::<8>(terms, data, out);
         8
+    } else {
+        sum_block::<1>(terms, data, out);
+        1
     }
 }
 
@@ -212,21 +216,23 @@ fn attend_head(
     out: &mut [f32],
 ) {
     let scale = 1.0 / (d as f32).sqrt();
-    let stride = 3 * hidden;
+    // this head's query (part 0), key (1) or value (2) of position `row`
+    let at = |row: usize, part: usize| {
+        let from = row * 3 * hidden + part * hidden + head * d;
+        &qkv[from..from + d]
+    };
     let padded = l.next_multiple_of(8);
     let mut keys_t = vec![0f32; d * padded];
     let mut values = vec![0f32; l * d];
     for j in 0..l {
-        let k = &qkv[j * stride + hidden + head * d..j * stride + hidden + head * d + d];
-        for (t, &x) in k.iter().enumerate() {
+        for (t, &x) in at(j, 1).iter().enumerate() {
             keys_t[t * padded + j] = x;
         }
-        let v = &qkv[j * stride + 2 * hidden + head * d..j * stride + 2 * hidden + head * d + d];
-        values[j * d..(j + 1) * d].copy_from_slice(v);
+        values[j * d..(j + 1) * d].copy_from_slice(at(j, 2));
     }
     let mut scores = vec![0f32; padded];
     for i in 0..l {
-        let q = &qkv[i * stride + head * d..i * stride + head * d + d];
+        let q = at(i, 0);
         let mut j0 = 0;
         while j0 < padded {
             let terms = q.iter().enumerate().map(|(t, &qt)| (qt, t * padded + j0));
@@ -257,20 +263,13 @@ fn attend_head(
         weights.iter_mut().for_each(|p| *p /= total);
         let weights = &scores[..l];
         let mut c0 = 0;
-        while c0 + 8 <= d {
+        while c0 < d {
             let terms = weights
                 .iter()
                 .enumerate()
                 .filter(|&(_, &w)| w != 0.0)
                 .map(|(j, &w)| (w, j * d + c0));
             c0 += sum_widest_block(d - c0, terms, &values, &mut o[c0..]);
-        }
-        for (c, oc) in o.iter_mut().enumerate().skip(c0) {
-            *oc = weights
-                .iter()
-                .enumerate()
-                .filter(|&(_, &w)| w != 0.0)
-                .fold(0.0, |sum, (j, &w)| sum + w * values[j * d + c]);
         }
     }
 }
