@@ -5,14 +5,17 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use super::{
     config::{ClipConfig, Family, TextConfig, TextPooling},
     encoder::{layer_norm, projection, Encoder, Keys},
     tokenizer::ClipTokenizer,
 };
-use crate::encode::{transformer::Packing, EncodeError, TextOptions, TextQuantization};
+use crate::encode::{
+    transformer::{Dense, Packing},
+    EncodeError, TextOptions, TextQuantization,
+};
 
 struct Tower {
     token_embedding: Embedding,
@@ -20,7 +23,7 @@ struct Tower {
     positions: Tensor,
     encoder: Encoder,
     final_norm: LayerNorm,
-    projection: Linear,
+    projection: Dense,
 }
 
 impl Tower {
@@ -60,7 +63,7 @@ impl Tower {
             positions,
             encoder: Encoder::load(&vb, keys, &cfg.tower, cfg.causal, int8)?,
             final_norm,
-            projection,
+            projection: Dense::new(projection, false)?,
         })
     }
 }

@@ -12,18 +12,27 @@ use super::{
     config::{ClipConfig, Family, VisionConfig},
     encoder::{layer_norm, projection, Encoder, Keys},
 };
-use crate::encode::{transformer::kernels::Activation, EncodeError};
+use crate::encode::{
+    transformer::{kernels::Activation, Dense},
+    EncodeError,
+};
+
+/// The vision tower's dense layers are f32 (int8 is for text); [`Dense`] keeps their weights
+/// in the layout the GEMM reads without repacking.
+fn f32_dense(linear: Linear) -> candle_core::Result<Dense> {
+    Dense::new(linear, false)
+}
 
 /// SigLIP's multi-head attention pooling: one learned query over all tokens, then a residual MLP.
 struct ProbeHead {
     probe: Tensor,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    out: Dense,
     norm: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
     heads: usize,
     activation: Activation,
 }
@@ -34,8 +43,8 @@ impl ProbeHead {
         let a = vb.pp("attention");
         let w = a.get((3 * h, h), "in_proj_weight")?;
         let b = a.get(3 * h, "in_proj_bias")?;
-        let part = |i: usize| -> candle_core::Result<Linear> {
-            Ok(Linear::new(
+        let part = |i: usize| -> candle_core::Result<Dense> {
+            f32_dense(Linear::new(
                 w.narrow(0, i * h, h)?.contiguous()?,
                 Some(b.narrow(0, i * h, h)?.contiguous()?),
             ))
@@ -45,10 +54,18 @@ impl ProbeHead {
             q: part(0)?,
             k: part(1)?,
             v: part(2)?,
-            out: candle_nn::linear(h, h, a.pp("out_proj"))?,
+            out: f32_dense(candle_nn::linear(h, h, a.pp("out_proj"))?)?,
             norm: layer_norm(&vb, "layernorm", h, cfg.tower.eps)?,
-            fc1: candle_nn::linear(h, cfg.tower.intermediate, vb.pp("mlp.fc1"))?,
-            fc2: candle_nn::linear(cfg.tower.intermediate, h, vb.pp("mlp.fc2"))?,
+            fc1: f32_dense(candle_nn::linear(
+                h,
+                cfg.tower.intermediate,
+                vb.pp("mlp.fc1"),
+            )?)?,
+            fc2: f32_dense(candle_nn::linear(
+                cfg.tower.intermediate,
+                h,
+                vb.pp("mlp.fc2"),
+            )?)?,
             heads: cfg.tower.heads,
             activation: cfg.tower.activation,
         })
@@ -82,14 +99,14 @@ impl ProbeHead {
 
 enum Pooling {
     /// The class token, then the projection (CLIP).
-    ClassToken(Linear),
+    ClassToken(Dense),
     /// SigLIP's pooling head (its output is the embedding).
     Probe(Box<ProbeHead>),
 }
 
 pub struct ClipVision {
     /// `[H, 3·p·p]` (the convolution's weight flattened), with SigLIP's bias.
-    patch: Linear,
+    patch: Dense,
     class_embedding: Option<Tensor>,
     /// `[tokens, H]`.
     positions: Tensor,
@@ -146,19 +163,22 @@ impl ClipVision {
             Family::Clip => {
                 let e = tower.pp("embeddings");
                 Self {
-                    patch: Linear::new(flat(e.get((h, 3, p, p), "patch_embedding.weight")?)?, None),
+                    patch: f32_dense(Linear::new(
+                        flat(e.get((h, 3, p, p), "patch_embedding.weight")?)?,
+                        None,
+                    ))?,
                     class_embedding: Some(e.get(h, "class_embedding")?),
                     positions: e.get((grid * grid + 1, h), "position_embedding.weight")?,
                     pre_norm: Some(layer_norm(&tower, "pre_layrnorm", h, v.tower.eps)?),
                     encoder: Encoder::load(&tower, keys, &v.tower, false, false)?,
                     post_norm: layer_norm(&tower, "post_layernorm", h, v.tower.eps)?,
-                    pooling: Pooling::ClassToken(projection(
+                    pooling: Pooling::ClassToken(f32_dense(projection(
                         &vb,
                         keys,
                         "visual_projection",
                         (h, v.projection),
                         false,
-                    )?),
+                    )?)?),
                     cfg: v.clone(),
                     logit_scale,
                     logit_bias: None,
@@ -167,10 +187,10 @@ impl ClipVision {
             Family::Siglip => {
                 let e = tower.pp("embeddings");
                 Self {
-                    patch: Linear::new(
+                    patch: f32_dense(Linear::new(
                         flat(e.get((h, 3, p, p), "patch_embedding.weight")?)?,
                         Some(e.get(h, "patch_embedding.bias")?),
-                    ),
+                    ))?,
                     class_embedding: None,
                     positions: e.get((grid * grid, h), "position_embedding.weight")?,
                     pre_norm: None,
@@ -183,19 +203,22 @@ impl ClipVision {
                 }
             }
             Family::OpenClip => Self {
-                patch: Linear::new(flat(tower.get((h, 3, p, p), "conv1.weight")?)?, None),
+                patch: f32_dense(Linear::new(
+                    flat(tower.get((h, 3, p, p), "conv1.weight")?)?,
+                    None,
+                ))?,
                 class_embedding: Some(tower.get(h, "class_embedding")?),
                 positions: tower.get((grid * grid + 1, h), "positional_embedding")?,
                 pre_norm: Some(layer_norm(&tower, "ln_pre", h, v.tower.eps)?),
                 encoder: Encoder::load(&tower, keys, &v.tower, false, false)?,
                 post_norm: layer_norm(&tower, "ln_post", h, v.tower.eps)?,
-                pooling: Pooling::ClassToken(projection(
+                pooling: Pooling::ClassToken(f32_dense(projection(
                     &tower,
                     keys,
                     "proj",
                     (h, v.projection),
                     false,
-                )?),
+                )?)?),
                 cfg: v.clone(),
                 logit_scale,
                 logit_bias: None,

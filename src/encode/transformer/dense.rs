@@ -1,6 +1,6 @@
 //! A transformer's dense layer: f32 through candle's GEMM, or int8 weights through our kernel.
 
-use candle_core::{Module, Tensor};
+use candle_core::{Module, Tensor, D};
 use candle_nn::Linear;
 
 use super::int8::Int8Linear;
@@ -36,11 +36,12 @@ impl Module for Dense {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::F32 { weight_t, bias } => {
+                // any leading dims as rows of one 2-D product (which checks the widths), then back
                 let mut dims = x.dims().to_vec();
-                let inputs = dims.pop().unwrap_or(1);
-                let rows = x.elem_count() / inputs.max(1);
-                let y = x.reshape((rows, inputs))?.matmul(weight_t)?;
-                dims.push(weight_t.dim(1)?);
+                let y = x.flatten_to(D::Minus2)?.matmul(weight_t)?;
+                if let Some(last) = dims.last_mut() {
+                    *last = weight_t.dim(1)?;
+                }
                 let y = y.reshape(dims)?;
                 match bias {
                     Some(b) => y.broadcast_add(b),
