@@ -1,17 +1,20 @@
-//! candle vs PyTorch encoder throughput on this machine, in one invocation.
+//! candle against the two reference engines, PyTorch and ONNX Runtime, in one invocation.
 //!
 //! `cargo bench --bench encoders [-- --reps N --rounds R --images a,b --text-only|--images-only
 //! --clip DIR [--clip-only]]`
 //!
 //! Text: MiniLM-L6 (kit weights), batches of 1, 8 and 32 captions of ~12 words, tokenisation
-//! included on both sides. PyTorch runs twice: f32, and with its Linear layers quantized by
-//! `torch.ao.quantization.quantize_dynamic` (qint8, fbgemm), what a PyTorch user chasing CPU
-//! throughput would run; candle (f32) is compared with both. Images: batches of 16 already-normalised 224×224 tensors (decoding excluded on both
-//! sides); kit weights for EfficientNet-Lite0/MobileNetV2 in candle, random weights elsewhere
-//! (speed does not depend on values). The PyTorch side is scripts/bench/bench_reference.py, run with
-//! `XMODAL_REF_PYTHON` (default ~/.cache/xmodal-ref/venv/bin/python; see that script's doc for
-//! setup) and the same thread count. Candle and PyTorch alternate for `--rounds` rounds; each
-//! number is a median.
+//! included on every side. Each reference runs f32 and int8: PyTorch's Linear layers quantized by
+//! `torch.ao.quantization.quantize_dynamic` (qint8, fbgemm), ONNX Runtime's graph by its own
+//! `quantize_dynamic` (QInt8), what a user of either chasing CPU throughput would run. Images:
+//! batches of 16 already-normalised 224×224 tensors (decoding excluded everywhere); kit weights
+//! for EfficientNet-Lite0/MobileNetV2 in candle, random weights elsewhere (speed does not depend
+//! on values). The references are scripts/bench/bench_reference.py, run with `XMODAL_REF_PYTHON`
+//! (default ~/.cache/xmodal-ref/venv/bin/python; see scripts/fixtures/make_clip_fixtures.py for
+//! its setup, plus `onnx onnxruntime`), the same thread count; ONNX Runtime runs the same torch
+//! modules exported by `torch.onnx.export`, cached in `~/.cache/xmodal-onnx` (outside the repo
+//! and target/). Candle, PyTorch and ONNX Runtime alternate for `--rounds` rounds; each number is
+//! a median. The table says which reference is ahead on each row, and the CPU's flags.
 //!
 //! `--clip DIR`: a CLIP-family snapshot's towers too (scripts/bench/bench-clip makes full-size
 //! ones with random weights), against the same weights in its reference library: text at batch 1
@@ -237,9 +240,10 @@ fn main() {
     });
     let script = root.join("scripts/bench/bench_reference.py");
 
-    let mut candle: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-    let mut torch: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-    let mut torch_version = String::from("not run");
+    let mut candle: Seconds = Default::default();
+    let mut torch: Seconds = Default::default();
+    let mut ort: Seconds = Default::default();
+    let mut versions: std::collections::BTreeMap<&str, String> = Default::default();
     for round in 0..rounds {
         eprintln!("round {}/{rounds}: candle", round + 1);
         for ((tag, enc), &batch) in texts
@@ -319,57 +323,50 @@ fn main() {
                     }));
             }
         }
-        eprintln!("round {}/{rounds}: pytorch ({python})", round + 1);
-        let child = Command::new(&python)
-            .arg(&script)
-            .env("HF_HUB_OFFLINE", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn();
-        let Ok(mut child) = child else {
-            eprintln!("PyTorch reference not runnable at {python}: reporting candle only");
-            continue;
-        };
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(job.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-            Ok(v) => {
-                torch_version = format!(
-                    "torch {} ({} threads)",
-                    v["torch"].as_str().unwrap_or("?"),
-                    v["threads"]
-                );
-                for (k, val) in v.as_object().unwrap() {
-                    if let Some(s) = val.as_f64() {
-                        if k != "threads" {
-                            torch.entry(k.clone()).or_default().push(s);
-                        }
+        for (engine, seconds) in [("pytorch", &mut torch), ("onnxruntime", &mut ort)] {
+            eprintln!("round {}/{rounds}: {engine} ({python})", round + 1);
+            let mut job = job.clone();
+            job["engine"] = engine.into();
+            match run_reference(&python, &script, &job) {
+                Ok((version, times)) => {
+                    versions.insert(engine, version);
+                    for (k, s) in times {
+                        seconds.entry(k).or_default().push(s);
                     }
                 }
+                Err(e) => eprintln!("{engine} reference not run ({e}): its column stays empty"),
             }
-            Err(e) => eprintln!("PyTorch reference failed ({e}); reporting candle only"),
         }
     }
 
-    println!("\nencoder throughput, {threads} threads, candle vs {torch_version}; medians of {rounds} rounds x {reps} reps");
-    println!("| workload | batch | candle items/s | PyTorch items/s | candle / PyTorch |");
-    println!("|---|---|---|---|---|");
-    let ratio_row = |label: &str, batch: usize, candle_times: &[f64], torch_key: &str| {
+    let version = |engine| versions.get(engine).map_or("not run", String::as_str);
+    println!(
+        "\nencoder throughput, {threads} threads; candle vs {} and {}; medians of {rounds} rounds x {reps} reps; CPU: {}",
+        version("pytorch"),
+        version("onnxruntime"),
+        cpu_flags()
+    );
+    println!("| workload | batch | candle items/s | PyTorch items/s | ONNX Runtime items/s | candle / PyTorch | candle / ORT | reference ahead |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let row = |label: &str, batch: usize, candle_times: &[f64], key: &str| {
         let b = batch as f64;
         let c = b / median(candle_times.to_vec());
-        let (p, ratio) = match torch.get(torch_key) {
-            Some(t) => {
-                let p = b / median(t.clone());
-                (format!("{p:.1}"), format!("{:.2}x", c / p))
-            }
-            None => ("-".into(), "-".into()),
+        let rate = |t: &Seconds| t.get(key).map(|t| b / median(t.clone()));
+        let (p, o) = (rate(&torch), rate(&ort));
+        let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+        let ratio = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}x", c / v));
+        let ahead = match (p, o) {
+            (Some(p), Some(o)) if o >= p => "ONNX Runtime",
+            (Some(_), Some(_)) => "PyTorch",
+            _ => "-",
         };
-        println!("| {label} | {batch} | {c:.1} | {p} | {ratio} |");
+        println!(
+            "| {label} | {batch} | {c:.1} | {} | {} | {} | {} | {ahead} |",
+            cell(p),
+            cell(o),
+            ratio(p),
+            ratio(o)
+        );
     };
     if !texts.is_empty() {
         for (ours, theirs) in [
@@ -379,22 +376,22 @@ fn main() {
             ("int8", "f32"),
         ] {
             for batch in TEXT_BATCHES {
-                let label = format!("MiniLM-L6 captions, candle {ours} vs PyTorch {theirs}");
+                let label = format!("MiniLM-L6 captions, candle {ours} vs references' {theirs}");
                 let times = &candle[&format!("text-{ours}-b{batch}")];
-                ratio_row(&label, batch, times, &format!("text-{theirs}-b{batch}"));
+                row(&label, batch, times, &format!("text-{theirs}-b{batch}"));
             }
         }
     }
     for j in &jobs {
-        ratio_row(j.name, j.batch, &candle[j.name], j.name);
+        row(j.name, j.batch, &candle[j.name], j.name);
     }
     if let Some((_, image)) = &clip {
         let name = &image.manifest.name;
         for (ours, theirs) in [("f32", "f32"), ("int8", "int8"), ("int8", "f32")] {
             for batch in CLIP_BATCHES {
-                let label = format!("{name} text tower, candle {ours} vs PyTorch {theirs}");
+                let label = format!("{name} text tower, candle {ours} vs references' {theirs}");
                 let times = &candle[&format!("clip-text-{ours}-b{batch}")];
-                ratio_row(
+                row(
                     &label,
                     batch,
                     times,
@@ -405,7 +402,69 @@ fn main() {
         for batch in CLIP_BATCHES {
             let label = format!("{name} image tower, f32");
             let key = format!("clip-image-b{batch}");
-            ratio_row(&label, batch, &candle[&key], &key);
+            row(&label, batch, &candle[&key], &key);
         }
     }
+}
+
+type Seconds = std::collections::BTreeMap<String, Vec<f64>>;
+
+/// Runs scripts/bench/bench_reference.py on `job`: the engine's version and seconds per workload.
+fn run_reference(
+    python: &str,
+    script: &std::path::Path,
+    job: &serde_json::Value,
+) -> Result<(String, Vec<(String, f64)>), String> {
+    let mut child = Command::new(python)
+        .arg(script)
+        .env("HF_HUB_OFFLINE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{python}: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    stdin
+        .write_all(job.to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
+    drop(stdin);
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("exit {}, output not JSON: {e}", out.status))?;
+    let version = format!(
+        "{} ({} threads)",
+        v["engine"].as_str().unwrap_or("?"),
+        v["threads"]
+    );
+    let times = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k != "threads")
+        .filter_map(|(k, s)| Some((k.clone(), s.as_f64()?)))
+        .collect();
+    Ok((version, times))
+}
+
+/// What every number needs beside it: the CPU's model and its AVX-512 / AMX / VNNI flags.
+fn cpu_flags() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map_or("?", |m| m.trim_start_matches([' ', '\t', ':']));
+    let mut flags: Vec<&str> = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|f| f.starts_with("avx512") || f.starts_with("amx") || *f == "avx_vnni")
+        .collect();
+    flags.sort_unstable();
+    flags.dedup();
+    let flags = if flags.is_empty() {
+        "no AVX-512/AMX/VNNI".to_string()
+    } else {
+        flags.join(" ")
+    };
+    format!("{model}: {flags}")
 }
