@@ -18,7 +18,10 @@ pub const MAX_OFFSET: usize = 10_000;
 /// 20 MiB JSON body would otherwise be tokenized whole).
 pub const MAX_QUERY_CHARS: usize = 8192;
 
+/// Unknown fields are refused (422 naming them), here and in [`PageParams`]: a client that sends
+/// a field we do not have (a `filter`, say) must learn that it was not applied.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TextSearchRequest {
     /// The caption to search with. Longer than the text encoder's limit is truncated, not refused.
     #[schema(min_length = 1)]
@@ -45,6 +48,7 @@ fn default_k() -> i64 {
 
 #[derive(Debug, Deserialize, IntoParams, ToSchema)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct PageParams {
     /// Results per page, 1..=100.
     #[param(minimum = 1, maximum = 100)]

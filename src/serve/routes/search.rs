@@ -20,6 +20,11 @@ use super::super::{
 /// image-request slots, which must last until the request is answered.
 fn image_query(params: &PageParams, form: &mut Form) -> Result<(Page, Bytes), ApiError> {
     let page = params.page()?;
+    if let Some((name, _)) = form.fields.first() {
+        return Err(ApiError::Invalid(format!(
+            "unknown field `{name}`: an image query takes only the `image` field (paging goes in the query string)"
+        )));
+    }
     let bytes = form
         .image
         .take()
