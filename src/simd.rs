@@ -30,20 +30,29 @@ pub fn avx2_fma() -> bool {
     }
 }
 
-/// AVX-512 F + VNNI are present and allowed (besides AVX2+FMA). `XMODAL_NO_AVX512=1` takes
-/// them away from our kernels, so an AVX-512 machine runs (and measures) what an AVX2-only CPU
-/// would; gemm, inside candle, still dispatches on its own.
-pub fn avx512_vnni() -> bool {
+/// AVX-512 F is present and allowed (besides AVX2+FMA). `XMODAL_NO_AVX512=1` takes it away from
+/// our kernels, so an AVX-512 machine runs (and measures) what an AVX2-only CPU would; gemm,
+/// inside candle, still dispatches on its own.
+pub fn avx512f() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static DENIED: OnceLock<bool> = OnceLock::new();
         let denied = *DENIED.get_or_init(|| {
             std::env::var("XMODAL_NO_AVX512").is_ok_and(|v| !v.is_empty() && v != "0")
         });
-        avx2_fma()
-            && !denied
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
+        avx2_fma() && !denied && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// AVX-512 F + VNNI are present and allowed (see [`avx512f`]).
+pub fn avx512_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx512f() && std::arch::is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

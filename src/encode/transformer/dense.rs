@@ -1,16 +1,17 @@
-//! A transformer's dense layer: f32 through candle's GEMM, or int8 weights through our kernel.
+//! A transformer's dense layer: f32 or int8 weights, each through a kernel that reads them in the
+//! layout they were packed into at load.
 
 use candle_core::{Module, Tensor, D};
 use candle_nn::Linear;
 
-use super::int8::Int8Linear;
+use super::{int8::Int8Linear, panels::PanelLinear};
 
-/// A dense layer in f32 (candle's GEMM) or with int8 weights (`--text-quantization int8`).
+/// A dense layer in f32 or with int8 weights (`--text-quantization int8`).
 pub enum Dense {
-    /// `weight_t` is the weight transposed once at load, `[in, out]` and contiguous: the GEMM
-    /// reads it row-major. Given the `[out, in]` weight as a transposed view (what candle's
-    /// `Linear` does), the `gemm` crate packs it with one scalar strided load per element on
-    /// every call: 26% of CLIP ViT-B/32's image tower at batch 1 on a 2-core AVX2 EPYC (perf).
+    /// On the CPU: the weight in 32-column panels, read by our kernel (see `panels.rs`).
+    Panels(PanelLinear),
+    /// Elsewhere (CUDA): candle's matmul. `weight_t` is the weight transposed once at load, `[in,
+    /// out]` and contiguous.
     F32 {
         weight_t: Tensor,
         bias: Option<Tensor>,
@@ -24,6 +25,12 @@ impl Dense {
             if let Some(q) = Int8Linear::quantize(linear.weight(), linear.bias())? {
                 return Ok(Self::Int8(q));
             }
+        }
+        if linear.weight().device().is_cpu() {
+            return Ok(Self::Panels(PanelLinear::new(
+                linear.weight(),
+                linear.bias(),
+            )?));
         }
         Ok(Self::F32 {
             weight_t: linear.weight().t()?.contiguous()?,
@@ -48,52 +55,69 @@ impl Module for Dense {
                     None => Ok(y),
                 }
             }
-            Self::Int8(q) => x.contiguous()?.apply_op1_no_bwd(q),
+            Self::Panels(p) => rows_op(x, p),
+            Self::Int8(q) => rows_op(x, q),
         }
     }
 }
 
+/// A row-wise custom op over any leading dims: flattened to `[rows, in]`, then back.
+fn rows_op(x: &Tensor, op: &impl candle_core::CustomOp1) -> candle_core::Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let y = x
+        .flatten_to(D::Minus2)?
+        .contiguous()?
+        .apply_op1_no_bwd(op)?;
+    if let Some(last) = dims.last_mut() {
+        *last = y.dim(1)?;
+    }
+    y.reshape(dims)
+}
+
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor};
+    use candle_core::{Device, Module, Tensor};
     use candle_nn::Linear;
 
     use super::Dense;
     use crate::rng::Rng;
 
-    /// The f32 layer runs through whichever kernel the `gemm` crate picks for this CPU (AVX-512
-    /// with its `x86-v4` feature, AVX2+FMA, or scalar: CI runs this under qemu without AVX-512
-    /// and without AVX), so it is checked against the product by definition at the shapes a
-    /// caption (a few rows), an image (50) and a batch (many) give it.
+    /// The f32 layer (our panel kernel, chosen for this CPU at run time) and candle's matmul (the
+    /// `gemm` crate's AVX-512, AVX2+FMA or scalar kernel, its own run-time choice; the CNNs and
+    /// training use it) against the product by definition, at the shapes a caption (a few rows),
+    /// an image (50) and a batch (many) give them. CI runs this under qemu without AVX-512 and
+    /// without AVX.
     #[test]
-    fn f32_dense_equals_the_definition_on_every_kernel() {
+    fn f32_dense_and_gemm_equal_the_definition_on_this_cpu() {
         let mut rng = Rng::new(7);
         let mut values = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.range(-1.0, 1.0)).collect() };
-        for (m, k, n) in [(1, 64, 48), (5, 96, 40), (50, 128, 80), (197, 72, 100)] {
+        for (m, k, n) in [(1, 64, 48), (5, 96, 40), (50, 200, 80), (400, 72, 100)] {
             let (x, w, b) = (values(m * k), values(n * k), values(n));
-            let dense = Dense::new(
-                Linear::new(
-                    Tensor::from_slice(&w, (n, k), &Device::Cpu).unwrap(),
-                    Some(Tensor::from_slice(&b, n, &Device::Cpu).unwrap()),
-                ),
-                false,
-            )
-            .unwrap();
+            let (wt, bt) = (
+                Tensor::from_slice(&w, (n, k), &Device::Cpu).unwrap(),
+                Tensor::from_slice(&b, n, &Device::Cpu).unwrap(),
+            );
             let xt = Tensor::from_slice(&x, (m, k), &Device::Cpu).unwrap();
-            let y: Vec<Vec<f32>> = candle_core::Module::forward(&dense, &xt)
+            let dense = Dense::new(Linear::new(wt.clone(), Some(bt.clone())), false).unwrap();
+            assert!(matches!(dense, Dense::Panels(_)));
+            let by_gemm = xt
+                .matmul(&wt.t().unwrap())
                 .unwrap()
-                .to_vec2()
+                .broadcast_add(&bt)
                 .unwrap();
-            for (r, row) in y.iter().enumerate() {
-                for (c, &got) in row.iter().enumerate() {
-                    let want: f64 = b[c] as f64
-                        + (0..k)
-                            .map(|i| x[r * k + i] as f64 * w[c * k + i] as f64)
-                            .sum::<f64>();
-                    assert!(
-                        (got as f64 - want).abs() < 1e-4,
-                        "({m}, {k}, {n}) [{r}, {c}]: {got} vs {want}"
-                    );
+            for y in [dense.forward(&xt).unwrap(), by_gemm] {
+                let y: Vec<Vec<f32>> = y.to_vec2().unwrap();
+                for (r, row) in y.iter().enumerate() {
+                    for (c, &got) in row.iter().enumerate() {
+                        let want: f64 = b[c] as f64
+                            + (0..k)
+                                .map(|i| x[r * k + i] as f64 * w[c * k + i] as f64)
+                                .sum::<f64>();
+                        assert!(
+                            (got as f64 - want).abs() < 1e-4,
+                            "({m}, {k}, {n}) [{r}, {c}]: {got} vs {want}"
+                        );
+                    }
                 }
             }
         }

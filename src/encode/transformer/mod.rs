@@ -7,6 +7,7 @@ mod dense;
 pub mod int8;
 pub mod kernels;
 mod packing;
+mod panels;
 
 pub use attention::self_attention;
 pub use dense::Dense;
