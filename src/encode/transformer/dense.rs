@@ -8,10 +8,10 @@ use super::{int8::Int8Linear, panels::PanelLinear};
 
 /// A dense layer in f32 or with int8 weights (`--text-quantization int8`).
 pub enum Dense {
-    /// On the CPU: the weight in 32-column panels, read by our kernel (see `panels.rs`).
+    /// f32 on the CPU: the weight in 32-column panels, read by our kernel (see `panels.rs`).
     Panels(PanelLinear),
-    /// Elsewhere (CUDA): candle's matmul. `weight_t` is the weight transposed once at load, `[in,
-    /// out]` and contiguous.
+    /// Elsewhere (CUDA, or f16/bf16 weights): candle's matmul. `weight_t` is the weight
+    /// transposed once at load, `[in, out]` and contiguous.
     F32 {
         weight_t: Tensor,
         bias: Option<Tensor>,
@@ -26,7 +26,7 @@ impl Dense {
                 return Ok(Self::Int8(q));
             }
         }
-        if linear.weight().device().is_cpu() {
+        if linear.weight().device().is_cpu() && linear.weight().dtype() == candle_core::DType::F32 {
             return Ok(Self::Panels(PanelLinear::new(
                 linear.weight(),
                 linear.bias(),
