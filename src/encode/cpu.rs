@@ -17,6 +17,22 @@ pub fn contiguous_f32<'a>(
     Ok(&data[start..end])
 }
 
+/// A row-wise op's input: the contiguous f32 `[rows, width]` matrix it must be, and its row
+/// count; any other width is an error naming the op.
+pub fn contiguous_rows<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    width: usize,
+    op: &str,
+) -> candle_core::Result<(&'a [f32], usize)> {
+    let x = contiguous_f32(storage, layout, op)?;
+    let (rows, k) = layout.shape().dims2()?;
+    if k != width {
+        candle_core::bail!("{op}: input has {k} features, the layer {width}")
+    }
+    Ok((x, rows))
+}
+
 /// A convolution's output height and width for a `h`×`w` input, `pads` = [top, bottom, left,
 /// right].
 pub fn conv_output_size(

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::encode::cpu::contiguous_f32;
+use crate::encode::cpu::contiguous_rows;
 
 const TILE: usize = 16;
 /// Activations are quantized to ±ACT_MAX around the zero point ACT_ZERO (u8).
@@ -225,11 +225,7 @@ impl CustomOp1 for Int8Linear {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(storage, layout, "int8-linear")?;
-        let (m, k) = layout.shape().dims2()?;
-        if k != self.k {
-            candle_core::bail!("int8-linear: input has {k} features, the layer {}", self.k)
-        }
+        let (x, m) = contiguous_rows(storage, layout, self.k, "int8-linear")?;
         Ok((
             CpuStorage::F32(self.forward_rows(x, Kernel::best())),
             Shape::from((m, self.n)),

@@ -18,7 +18,7 @@ use std::{ops::Range, sync::Arc};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::encode::cpu::contiguous_f32;
+use crate::encode::cpu::contiguous_rows;
 
 /// Columns per panel: two AVX-512 registers, four AVX2 ones.
 const NR: usize = 32;
@@ -159,11 +159,7 @@ impl CustomOp1 for PanelLinear {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(storage, layout, "panel-linear")?;
-        let (m, k) = layout.shape().dims2()?;
-        if k != self.k {
-            candle_core::bail!("panel-linear: input has {k} features, the layer {}", self.k)
-        }
+        let (x, m) = contiguous_rows(storage, layout, self.k, "panel-linear")?;
         Ok((
             CpuStorage::F32(self.forward_rows(x, Kernel::best())),
             Shape::from((m, self.n)),
