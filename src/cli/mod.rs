@@ -113,6 +113,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let data = DataDir::new(&cli.data_dir);
     let data = &data;
+    crate::encode::onnx::runtime::use_kit(&cli.models_dir);
     match cli.command {
         Command::Demo(args) => block_on(demo::run(args, data, &cli.models_dir, cli.device)),
         Command::Models(cmd) => models::run(cmd, &cli.models_dir),

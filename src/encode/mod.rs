@@ -6,6 +6,7 @@
 pub mod clip;
 mod cpu;
 pub mod image;
+pub mod onnx;
 mod precision;
 pub mod text;
 pub mod throughput;
@@ -30,6 +31,8 @@ pub enum EncodeError {
     Tokenizer(String),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Onnx(#[from] onnx::OnnxError),
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
     #[error("{path}: {source}")]

@@ -124,8 +124,10 @@ impl Encoders {
     /// The model's name when both encoders are the two towers of one CLIP-family snapshot, whose
     /// features then share a space of their own.
     pub fn joint(&self) -> Option<&str> {
-        self.image.as_ref()?.clip()?;
-        self.text.clip()?;
+        self.image.as_ref()?.zero_shot_logits()?;
+        if !self.text.is_joint_tower() {
+            return None;
+        }
         (self.image_spec.manifest_sha256 == self.text_spec.manifest_sha256)
             .then_some(self.image_spec.encoder.as_str())
     }

@@ -28,6 +28,8 @@ pub enum Modality {
     Joint,
     /// Not a model: a tokenizer's vocabulary that snapshots leave to the kit.
     Vocabulary,
+    /// Not a model: an inference engine's shared library (ONNX Runtime).
+    Runtime,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +55,12 @@ pub enum Architecture {
     OpenClip,
     /// CLIP's byte-level BPE vocabulary (open_clip's `bpe_simple_vocab_16e6.txt.gz`).
     ClipBpe,
+    /// Immich's ONNX directory (`textual/model.onnx`, `visual/model.onnx`, open_clip's config).
+    ImmichOnnx,
+    /// transformers.js' ONNX directory (`onnx/text_model.onnx`, `onnx/vision_model.onnx`).
+    TransformersJsOnnx,
+    /// ONNX Runtime's shared library (onnxruntime's wheel).
+    Onnxruntime,
 }
 
 impl Architecture {
@@ -61,8 +69,13 @@ impl Architecture {
             Self::Bert | Self::Static => Modality::Text,
             Self::Jsonl => Modality::Dataset,
             Self::Ttf => Modality::Font,
-            Self::Clip | Self::Siglip | Self::OpenClip => Modality::Joint,
+            Self::Clip
+            | Self::Siglip
+            | Self::OpenClip
+            | Self::ImmichOnnx
+            | Self::TransformersJsOnnx => Modality::Joint,
             Self::ClipBpe => Modality::Vocabulary,
+            Self::Onnxruntime => Modality::Runtime,
             _ => Modality::Image,
         }
     }
@@ -80,7 +93,10 @@ impl Architecture {
             | Self::Clip
             | Self::Siglip
             | Self::OpenClip
-            | Self::ClipBpe => None,
+            | Self::ClipBpe
+            | Self::ImmichOnnx
+            | Self::TransformersJsOnnx
+            | Self::Onnxruntime => None,
         }
     }
 }
@@ -238,6 +254,11 @@ impl Manifest {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // before config.json: Immich's is open_clip's, transformers.js' names a model_type whose
+        // safetensors are absent
+        if let Some(architecture) = crate::encode::onnx::layout::sniff(dir) {
+            return Ok(Self::joint(name, architecture));
+        }
         let config = dir.join("config.json");
         if config.exists() {
             let cfg: serde_json::Value =

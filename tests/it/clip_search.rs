@@ -1,6 +1,7 @@
 //! A CLIP-family snapshot as a searchable space of its own, and heads trained on its features:
-//! `demo --photos DIR --model DIR` serving a photo folder through the tiny CLIP fixture (search
-//! both ways, upload, delete, tags), and `train` → `eval` of an adapter head on its features.
+//! `demo --photos DIR --model DIR` serving a photo folder through the tiny CLIP fixture and
+//! through an ONNX directory in Immich's layout (search both ways, upload, delete, tags,
+//! `/v1/embeddings`), and `train` → `eval` of an adapter head on its features.
 
 use std::{
     io::{BufRead, BufReader},
@@ -19,10 +20,11 @@ use crate::{
 
 const PHOTOS: [&str; 4] = ["chelsea", "coffee", "rocket", "astronaut"];
 
-/// `demo --photos` over a folder of gallery photos with the CLIP fixture; (base url, child).
+/// `demo --photos` over a folder of gallery photos with `model`; (base url, child).
 fn start_clip_demo(
     data: &std::path::Path,
     photos: &std::path::Path,
+    model: &std::path::Path,
 ) -> (String, std::process::Child) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_xmodal"))
         .args([
@@ -36,7 +38,7 @@ fn start_clip_demo(
             "--photos",
             photos.to_str().unwrap(),
             "--model",
-            clip_fixture("clip-tiny").to_str().unwrap(),
+            model.to_str().unwrap(),
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -68,19 +70,30 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clip_snapshot_serves_a_photo_folder_both_ways_with_tags() {
-    let data = tempdir("clip-demo-data");
-    let photos = tempdir("clip-demo-photos");
+    serves_a_photo_folder(&clip_fixture("clip-tiny"), "clip-tiny").await;
+}
+
+/// The same through ONNX Runtime: Immich's newer graphs (symbolic batch, uint8 NHWC pixels).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immich_onnx_directory_serves_a_photo_folder_both_ways_with_tags() {
+    let model = fixture("onnx").join("immich-tiny-batched");
+    serves_a_photo_folder(&model, "immich-tiny-batched").await;
+}
+
+async fn serves_a_photo_folder(model: &std::path::Path, name: &str) {
+    let data = tempdir(&format!("{name}-demo-data"));
+    let photos = tempdir(&format!("{name}-demo-photos"));
     for p in PHOTOS {
         let from = gallery_path(p);
         std::fs::copy(&from, photos.join(from.file_name().unwrap())).unwrap();
     }
-    let (base, mut child) = start_clip_demo(&data, &photos);
+    let (base, mut child) = start_clip_demo(&data, &photos, model);
     let client = reqwest::Client::new();
     let url = |p: &str| format!("{base}{p}");
 
     let ready = get_json(&client, url("/ready")).await;
-    assert_eq!(ready["models"], json!(["clip-tiny"]), "{ready}");
-    assert_eq!(ready["features"]["text"]["encoder"], "clip-tiny");
+    assert_eq!(ready["models"], json!([name]), "{ready}");
+    assert_eq!(ready["features"]["text"]["encoder"], name);
     assert_eq!(ready["images"], 4, "{ready}");
 
     // caption → images: the scores are CLIP's own cosines (index vectors are f16)
@@ -95,15 +108,10 @@ async fn a_clip_snapshot_serves_a_photo_folder_both_ways_with_tags() {
         .as_array()
         .unwrap_or_else(|| panic!("{answer}"));
     assert_eq!(results.len(), 4, "{answer}");
-    assert!(
-        answer["model"].as_str().unwrap().contains("clip-tiny"),
-        "{answer}"
-    );
-    let text =
-        TextEncoder::load(&clip_fixture("clip-tiny"), &text_options(), &Device::Cpu).unwrap();
+    assert!(answer["model"].as_str().unwrap().contains(name), "{answer}");
+    let text = TextEncoder::load(model, &text_options(), &Device::Cpu).unwrap();
     let q: Vec<f32> = text.encode(&[query]).unwrap().to_vec2().unwrap().remove(0);
-    let image =
-        ImageEncoder::load(&clip_fixture("clip-tiny"), Precision::F32, &Device::Cpu).unwrap();
+    let image = ImageEncoder::load(model, Precision::F32, &Device::Cpu).unwrap();
     for hit in results {
         let id = hit["image_id"].as_str().unwrap();
         let photo = PHOTOS
@@ -164,6 +172,21 @@ async fn a_clip_snapshot_serves_a_photo_folder_both_ways_with_tags() {
     );
     let similar = get_json(&client, url("/v1/images/hopper/similar?k=2")).await;
     assert_eq!(similar["results"].as_array().unwrap().len(), 2, "{similar}");
+
+    // OpenAI's embeddings route gives the text tower's vector, normalised
+    let answer = post_json(
+        &client,
+        url("/v1/embeddings"),
+        json!({"model": name, "input": [query]}),
+    )
+    .await;
+    let served: Vec<f32> = answer["data"][0]["embedding"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    assert!(cosine(&served, &q) > 0.9999, "{answer}");
 
     // delete: gone from results at once
     let r = client

