@@ -188,19 +188,27 @@ fn clip_and_siglip_preprocessing_match_the_reference_processors() {
 }
 
 /// Every gallery photo through our preprocessing against the reference processors' pixels that
-/// scripts/bench/bench-clip writes to `$XMODAL_CLIP_CROPS` (`{clip,siglip,openclip}/<photo>.png`):
-/// prints each processor's mean absolute difference over the gallery, and the photos over 0.05
-/// levels. Run by that script.
+/// scripts/bench/bench-clip writes to `$XMODAL_CLIP_CROPS` (`{clip,siglip,openclip}/<photo>.png`),
+/// or scripts/bench/bench-onnx (`{immich,transformersjs}/<photo>.png`: Immich's own
+/// preprocessing, transformers' processor): prints each processor's mean absolute difference
+/// over the gallery, and the photos over 0.05 levels. Run by those scripts.
 #[test]
 #[ignore = "needs the reference crops scripts/bench/bench-clip makes"]
 fn clip_preprocessing_on_the_whole_gallery() {
     let root = PathBuf::from(std::env::var("XMODAL_CLIP_CROPS").expect("XMODAL_CLIP_CROPS"));
+    let mut kinds = 0;
     for (kind, dir) in [
-        ("clip", "clip-tiny"),
-        ("siglip", "siglip-tiny"),
-        ("openclip", "openclip-tiny"),
+        ("clip", clip_fixture("clip-tiny")),
+        ("siglip", clip_fixture("siglip-tiny")),
+        ("openclip", clip_fixture("openclip-tiny")),
+        ("immich", fixture("onnx").join("immich-tiny")),
+        ("transformersjs", fixture("onnx").join("transformersjs-tiny")),
     ] {
-        let image = ImageEncoder::load(&clip_fixture(dir), Precision::F32, &Device::Cpu).unwrap();
+        if !root.join(kind).is_dir() {
+            continue;
+        }
+        kinds += 1;
+        let image = ImageEncoder::load(&dir, Precision::F32, &Device::Cpu).unwrap();
         let (mut sum, mut count, mut worst) = (0f64, 0usize, 0f64);
         let mut photos = 0;
         for entry in std::fs::read_dir(root.join(kind)).unwrap() {
@@ -235,4 +243,5 @@ fn clip_preprocessing_on_the_whole_gallery() {
         // (libjpeg-turbo's chroma upsampling in PIL, zune-jpeg here), not the resampling
         assert!(sum / count as f64 <= 0.2 && worst <= 0.5, "{kind}");
     }
+    assert!(kinds > 0, "no crops in {}", root.display());
 }

@@ -29,14 +29,16 @@ pub fn use_kit(models_dir: &Path) {
     let _ = KIT.set(models_dir.to_path_buf());
 }
 
-/// The library a process uses: `ORT_DYLIB_PATH` when set, else the kit's.
+/// The library a process uses: `ORT_DYLIB_PATH` when set, else the kit's (the one [`use_kit`]
+/// named, else `$XMODAL_MODELS_DIR`'s or `models/`'s, as the commands default).
 pub fn library_path() -> PathBuf {
     match std::env::var_os(LIBRARY_ENV) {
         Some(path) if !path.is_empty() => PathBuf::from(path),
         _ => KIT
             .get()
-            .map(PathBuf::as_path)
-            .unwrap_or(Path::new(crate::kit::DEFAULT_MODELS_DIR))
+            .cloned()
+            .or_else(|| std::env::var_os("XMODAL_MODELS_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(crate::kit::DEFAULT_MODELS_DIR))
             .join(KIT_RUNTIME)
             .join(KIT_LIBRARY),
     }
