@@ -269,9 +269,17 @@ impl Manifest {
             match cfg.get("model_type").and_then(|v| v.as_str()) {
                 Some("clip") => return Ok(Self::joint(name, Architecture::Clip)),
                 Some("siglip") => return Ok(Self::joint(name, Architecture::Siglip)),
-                Some(
-                    other @ ("siglip2" | "chinese_clip" | "clip_vision_model" | "clip_text_model"),
-                ) => {
+                Some("siglip2") => {
+                    return Err(ManifestError::Unsupported {
+                        path: config,
+                        message: "model_type \"siglip2\" is SigLIP2's NaFlex (variable resolution \
+                                  and aspect ratio), which is not supported; SigLIP2 at a fixed \
+                                  resolution (model_type \"siglip\", e.g. \
+                                  google/siglip2-base-patch16-224) is"
+                            .into(),
+                    })
+                }
+                Some(other @ ("chinese_clip" | "clip_vision_model" | "clip_text_model")) => {
                     return Err(ManifestError::Unsupported {
                         path: config,
                         message: format!(

@@ -131,6 +131,13 @@ fn siglip_matches_transformers() {
     check_family("siglip", "siglip-tiny", 1e-4, 2e-3);
 }
 
+/// SigLIP2 at a fixed resolution: `model_type: siglip` with Gemma's tokenizer.json (no
+/// spiece.model), texts padded on the tokenizer's side.
+#[test]
+fn siglip2_with_a_gemma_tokenizer_matches_transformers() {
+    check_family("siglip2", "siglip2-tiny", 1e-4, 2e-3);
+}
+
 #[test]
 fn open_clip_snapshot_matches_open_clip() {
     check_family("openclip", "openclip-tiny", 1e-4, 2e-3);
@@ -202,7 +209,10 @@ fn clip_preprocessing_on_the_whole_gallery() {
         ("siglip", clip_fixture("siglip-tiny")),
         ("openclip", clip_fixture("openclip-tiny")),
         ("immich", fixture("onnx").join("immich-tiny")),
-        ("transformersjs", fixture("onnx").join("transformersjs-tiny")),
+        (
+            "transformersjs",
+            fixture("onnx").join("transformersjs-tiny"),
+        ),
     ] {
         if !root.join(kind).is_dir() {
             continue;
@@ -244,4 +254,24 @@ fn clip_preprocessing_on_the_whole_gallery() {
         assert!(sum / count as f64 <= 0.2 && worst <= 0.5, "{kind}");
     }
     assert!(kinds > 0, "no crops in {}", root.display());
+}
+
+/// SigLIP2's NaFlex snapshots (`model_type: siglip2`) are refused by name, pointing at the
+/// fixed-resolution ones that load.
+#[test]
+fn siglip2_naflex_is_refused_by_name() {
+    let dir = tempdir("siglip2-naflex");
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"model_type": "siglip2", "text_config": {}, "vision_config": {"num_patches": 256}}"#,
+    )
+    .unwrap();
+    let e = match TextEncoder::load(&dir, &text_options(), &Device::Cpu) {
+        Ok(_) => panic!("a NaFlex snapshot loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("NaFlex") && e.contains("config.json") && e.contains("fixed"),
+        "{e}"
+    );
 }

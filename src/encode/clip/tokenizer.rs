@@ -10,6 +10,9 @@
 //! - SigLIP: its SentencePiece `spiece.model` ([`super::spm`]), after transformers'
 //!   `SiglipTokenizer` canonicalisation (lower case, ASCII punctuation removed, whitespace
 //!   collapsed), `</s>` appended, padded to the context with the pad token.
+//! - SigLIP2 at a fixed resolution (`model_type: siglip` with Gemma's `tokenizer.json` and no
+//!   `spiece.model`): that tokenizer as is (it appends `<eos>`), padded to the context on the side
+//!   `tokenizer_config.json` says (GemmaTokenizer's default: the left).
 //!
 //! Every text is cut to the model's context (the end token kept last), so any text is valid input.
 
@@ -71,6 +74,8 @@ enum Clean {
     OpenClip,
     /// transformers' `SiglipTokenizer.canonicalize_text`.
     Siglip,
+    /// SigLIP2's Gemma `tokenizer.json`: its own normaliser and post-processor do everything.
+    Gemma,
 }
 
 pub struct ClipTokenizer {
@@ -80,6 +85,8 @@ pub struct ClipTokenizer {
     context: usize,
     /// Pad every text to `context` with this id (SigLIP pools the last position).
     pad: Option<u32>,
+    /// Pads go before the text (GemmaTokenizer's `padding_side` default).
+    pad_left: bool,
     eos: u32,
     /// What the tokenizer was built from (part of the feature set's identity).
     source: &'static str,
@@ -130,26 +137,47 @@ impl ClipTokenizer {
             }
             Family::Siglip => {
                 let model = dir.join("spiece.model");
-                if !model.exists() {
+                let json = dir.join("tokenizer.json");
+                if model.exists() {
+                    (
+                        super::spm::unigram_tokenizer(&model)?,
+                        Clean::Siglip,
+                        "spiece.model",
+                    )
+                } else if json.exists() {
+                    let t = Tokenizer::from_file(&json).map_err(|e| TokenizerError::Invalid {
+                        path: json.clone(),
+                        message: e.to_string(),
+                    })?;
+                    (t, Clean::Gemma, "tokenizer.json")
+                } else {
                     return Err(TokenizerError::Missing {
                         dir: dir.to_path_buf(),
-                        expected: "spiece.model",
+                        expected: "spiece.model, or SigLIP2's tokenizer.json",
                     });
                 }
-                (
-                    super::spm::unigram_tokenizer(&model)?,
-                    Clean::Siglip,
-                    "spiece.model",
-                )
             }
         };
         let mut tokenizer = Self::finish(inner, clean, text, source)?;
         if family == Family::Siglip {
-            let name = pad_token(dir).unwrap_or_else(|| "</s>".into());
+            let config = tokenizer_config(dir);
+            let default_pad = if clean == Clean::Gemma {
+                "<pad>"
+            } else {
+                "</s>"
+            };
+            let name = config
+                .as_ref()
+                .and_then(pad_token)
+                .unwrap_or_else(|| default_pad.into());
             let pad = tokenizer.inner.token_to_id(&name).ok_or_else(|| {
-                TokenizerError::Encode(format!("the pad token {name:?} is not in spiece.model"))
+                TokenizerError::Encode(format!(
+                    "the pad token {name:?} is not in {}",
+                    tokenizer.source
+                ))
             })?;
             tokenizer.pad = Some(pad);
+            tokenizer.pad_left = clean == Clean::Gemma && padding_side_is_left(config.as_ref());
         }
         Ok(tokenizer)
     }
@@ -164,6 +192,7 @@ impl ClipTokenizer {
             Clean::None => "<|endoftext|>",
             Clean::OpenClip => "<end_of_text>",
             Clean::Siglip => "</s>",
+            Clean::Gemma => "<eos>",
         };
         let eos = inner
             .token_to_id(eos_name)
@@ -175,7 +204,7 @@ impl ClipTokenizer {
                 ..Default::default()
             }))
             .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-        if text.pooling == TextPooling::Last && clean != Clean::Siglip {
+        if text.pooling == TextPooling::Last && !matches!(clean, Clean::Siglip | Clean::Gemma) {
             return Err(TokenizerError::Encode(
                 "last-position pooling needs SigLIP's tokenizer".into(),
             ));
@@ -185,6 +214,7 @@ impl ClipTokenizer {
             clean,
             context: text.context,
             pad: None,
+            pad_left: false,
             eos,
             source,
         })
@@ -204,7 +234,7 @@ impl ClipTokenizer {
         let cleaned: Vec<String> = texts
             .iter()
             .map(|t| match self.clean {
-                Clean::None => (*t).to_string(),
+                Clean::None | Clean::Gemma => (*t).to_string(),
                 Clean::OpenClip => super::clean::open_clip(t),
                 Clean::Siglip => super::clean::siglip(t),
             })
@@ -222,19 +252,37 @@ impl ClipTokenizer {
                     ids.truncate(self.context - 1);
                     ids.push(self.eos);
                 }
-                if let Some(pad) = self.pad {
-                    ids.resize(self.context, pad);
+                match self.pad {
+                    Some(pad) if self.pad_left => {
+                        let mut padded = vec![pad; self.context - ids.len()];
+                        padded.extend(ids);
+                        padded
+                    }
+                    Some(pad) => {
+                        ids.resize(self.context, pad);
+                        ids
+                    }
+                    None => ids,
                 }
-                ids
             })
             .collect())
     }
 }
 
-/// `tokenizer_config.json`'s `pad_token` (a string, or an added token's `content`).
-fn pad_token(dir: &Path) -> Option<String> {
+fn tokenizer_config(dir: &Path) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
-    let cfg: serde_json::Value = serde_json::from_str(&text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// `padding_side` of a Gemma tokenizer's config; GemmaTokenizer's class default is the left.
+fn padding_side_is_left(cfg: Option<&serde_json::Value>) -> bool {
+    cfg.and_then(|c| c.get("padding_side"))
+        .and_then(serde_json::Value::as_str)
+        .is_none_or(|side| side == "left")
+}
+
+/// `tokenizer_config.json`'s `pad_token` (a string, or an added token's `content`).
+fn pad_token(cfg: &serde_json::Value) -> Option<String> {
     match cfg.get("pad_token")? {
         serde_json::Value::String(s) => Some(s.clone()),
         other => other.get("content")?.as_str().map(String::from),
