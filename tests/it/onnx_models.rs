@@ -26,9 +26,13 @@ fn onnx_fixture(name: &str) -> PathBuf {
 /// library's; a text or a photo alone gives what it gives in a batch.
 fn check_layout(name: &str) {
     let reference = read_json("onnx/reference.json");
-    let texts = strings(&reference["texts"]);
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let r = &reference[name];
+    let texts = strings(if r["texts"].is_array() {
+        &r["texts"]
+    } else {
+        &reference["texts"]
+    });
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let dir = onnx_fixture(name);
 
     let text = TextEncoder::load(&dir, &text_options(), &Device::Cpu).unwrap();
@@ -90,6 +94,13 @@ fn immich_layout_matches_open_clip() {
 #[test]
 fn immich_batched_uint8_layout_matches_open_clip() {
     check_layout("immich-tiny-batched");
+}
+
+/// Immich's M-CLIP (multilingual XLM-RoBERTa text tower): `input_ids` + `attention_mask`, an
+/// XLM-R tokenizer, captions in ten scripts.
+#[test]
+fn immich_multilingual_mclip_layout_matches_transformers() {
+    check_layout("immich-mclip-tiny");
 }
 
 /// transformers.js: `onnx/text_model.onnx` (int64 `input_ids`, two outputs) and
