@@ -100,6 +100,13 @@ pub fn model_fingerprint(dir: &Path, manifest: &Manifest) -> std::io::Result<Str
             let mut file = std::fs::File::open(&f)?;
             std::io::copy(&mut file, &mut h)?;
         }
+        // ONNX layouts keep their graphs and tokenizers in subfolders (empty for other models,
+        // so their ids stay as they were)
+        for rel in crate::encode::onnx::layout::fingerprint_files(manifest.architecture, dir) {
+            h.update(rel.to_string_lossy().as_bytes());
+            let mut file = std::fs::File::open(dir.join(&rel))?;
+            std::io::copy(&mut file, &mut h)?;
+        }
     }
     Ok(format!("{:x}", h.finalize()))
 }

@@ -212,3 +212,24 @@ fn a_missing_onnx_runtime_says_how_to_get_it() {
         "{stderr}"
     );
 }
+
+/// Two Immich directories with the same config.json but different graphs are different models:
+/// their fingerprints (which key cached features) differ; the same files give the same one.
+#[test]
+fn onnx_directories_are_fingerprinted_by_their_graphs() {
+    use xmodal::{features::model_fingerprint, kit::Manifest};
+    let fingerprint = |dir: &Path| model_fingerprint(dir, &Manifest::load(dir).unwrap()).unwrap();
+    let a = broken_copy("onnx-fingerprint-a");
+    let b = broken_copy("onnx-fingerprint-b");
+    assert_eq!(fingerprint(&a), fingerprint(&b));
+    std::fs::copy(
+        onnx_fixture("immich-tiny-batched").join("textual/model.onnx"),
+        b.join("textual/model.onnx"),
+    )
+    .unwrap();
+    assert_ne!(fingerprint(&a), fingerprint(&b));
+    assert_ne!(
+        fingerprint(&onnx_fixture("transformersjs-tiny")),
+        fingerprint(&fixture("clip").join("clip-tiny"))
+    );
+}

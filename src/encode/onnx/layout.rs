@@ -86,6 +86,37 @@ pub fn sniff(dir: &Path) -> Option<Architecture> {
     None
 }
 
+/// The files below `dir`'s top level that make the model what it is (relative paths, sorted): a
+/// model's fingerprint must cover them, or two Immich directories with the same open_clip config
+/// (ViT-B-32 trained by OpenAI and by LAION) would share cached features. transformers.js' `onnx/`
+/// holds many variants (several GB); only the graphs we load count.
+pub fn fingerprint_files(architecture: Architecture, dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    match LayoutKind::of(architecture) {
+        Some(LayoutKind::Immich) => {
+            for sub in ["textual", "visual"] {
+                for entry in walkdir::WalkDir::new(dir.join(sub)).sort_by_file_name() {
+                    let Ok(entry) = entry else { continue };
+                    if entry.file_type().is_file() {
+                        if let Ok(rel) = entry.path().strip_prefix(dir) {
+                            files.push(rel.to_path_buf());
+                        }
+                    }
+                }
+            }
+        }
+        Some(LayoutKind::TransformersJs) => {
+            for rel in ["onnx/text_model.onnx", "onnx/vision_model.onnx"] {
+                if dir.join(rel).is_file() {
+                    files.push(PathBuf::from(rel));
+                }
+            }
+        }
+        None => {}
+    }
+    files
+}
+
 fn read_json(path: &Path) -> Result<Value, OnnxError> {
     let text = std::fs::read_to_string(path).map_err(|e| OnnxError::file(path, e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| OnnxError::file(path, e.to_string()))
