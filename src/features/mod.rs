@@ -115,6 +115,9 @@ pub fn model_fingerprint(dir: &Path, manifest: &Manifest) -> std::io::Result<Str
 /// extracted before `--precision` existed keep their ids.
 fn image_options(encoder: &ImageEncoder) -> serde_json::Value {
     let mut options = serde_json::json!({"architecture": encoder.manifest.architecture, "preprocess": encoder.preprocess()});
+    if encoder.backend() != "candle" {
+        options["backend"] = encoder.backend().into();
+    }
     if let Some(tag) = crate::encode::feature_tag(encoder.dtype()) {
         options["precision"] = tag.into();
     }

@@ -70,17 +70,18 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clip_snapshot_serves_a_photo_folder_both_ways_with_tags() {
-    serves_a_photo_folder(&clip_fixture("clip-tiny"), "clip-tiny").await;
+    serves_a_photo_folder(&clip_fixture("clip-tiny"), "clip-tiny", "candle").await;
 }
 
 /// The same through ONNX Runtime: Immich's newer graphs (symbolic batch, uint8 NHWC pixels).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_immich_onnx_directory_serves_a_photo_folder_both_ways_with_tags() {
     let model = fixture("onnx").join("immich-tiny-batched");
-    serves_a_photo_folder(&model, "immich-tiny-batched").await;
+    serves_a_photo_folder(&model, "immich-tiny-batched", "onnxruntime").await;
 }
 
-async fn serves_a_photo_folder(model: &std::path::Path, name: &str) {
+/// `backend`: what `/ready` must say runs both towers.
+async fn serves_a_photo_folder(model: &std::path::Path, name: &str, backend: &str) {
     let data = tempdir(&format!("{name}-demo-data"));
     let photos = tempdir(&format!("{name}-demo-photos"));
     for p in PHOTOS {
@@ -94,6 +95,8 @@ async fn serves_a_photo_folder(model: &std::path::Path, name: &str) {
     let ready = get_json(&client, url("/ready")).await;
     assert_eq!(ready["models"], json!([name]), "{ready}");
     assert_eq!(ready["features"]["text"]["encoder"], name);
+    assert_eq!(ready["features"]["text"]["backend"], backend, "{ready}");
+    assert_eq!(ready["features"]["image"]["backend"], backend, "{ready}");
     assert_eq!(ready["images"], 4, "{ready}");
 
     // caption → images: the scores are CLIP's own cosines (index vectors are f16)

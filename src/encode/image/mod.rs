@@ -240,6 +240,14 @@ impl ImageEncoder {
         }
     }
 
+    /// What runs the model: our own candle code, or ONNX Runtime for an ONNX directory.
+    pub fn backend(&self) -> &'static str {
+        match &self.backbone {
+            Backbone::Onnx(_) => "onnxruntime",
+            _ => "candle",
+        }
+    }
+
     /// For the image tower of a dual encoder, how its zero-shot classifier turns cosines into
     /// logits: `(scale, bias)`. ONNX graphs carry no `logit_scale`: CLIP's trained value (100,
     /// the clamp it reaches) stands in; it sharpens tag probabilities, never their order.

@@ -53,6 +53,8 @@ pub struct FeatureInfo {
     /// The feature set's id (a hash of the encoder's files and options).
     pub feature_set: String,
     pub encoder: String,
+    /// What runs the encoder: `candle` (xmodal's own code) or `onnxruntime` (an ONNX directory).
+    pub backend: String,
     /// Options that change the outputs (pooling, preprocessing, …).
     #[schema(value_type = Object)]
     pub options: serde_json::Value,
@@ -63,6 +65,12 @@ impl From<&crate::features::FeatureSpec> for FeatureInfo {
         Self {
             feature_set: spec.id().0,
             encoder: spec.encoder.clone(),
+            backend: spec
+                .options
+                .get("backend")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("candle")
+                .to_string(),
             options: spec.options.clone(),
         }
     }
