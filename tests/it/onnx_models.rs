@@ -103,6 +103,13 @@ fn immich_multilingual_mclip_layout_matches_transformers() {
     check_layout("immich-mclip-tiny");
 }
 
+/// Immich's SigLIP: canonicalised captions (punctuation stripped, lower-cased), a T5 tokenizer,
+/// 64 positions; images squashed to the square with mean and std 0.5.
+#[test]
+fn immich_siglip_layout_matches_open_clip() {
+    check_layout("immich-siglip-tiny");
+}
+
 /// transformers.js: `onnx/text_model.onnx` (int64 `input_ids`, two outputs) and
 /// `onnx/vision_model.onnx`, transformers' processor config.
 #[test]
