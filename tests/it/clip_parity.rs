@@ -62,12 +62,7 @@ fn check_family(key: &str, dir: &str, max_abs: f32, photo_max_abs: f32) {
         "{key}: token ids"
     );
     let ours: Vec<Vec<f32>> = text.encode(&refs).unwrap().to_vec2().unwrap();
-    let theirs = matrix(&r["text"]);
-    let (cos, diff) = (min_row_cosine(&ours, &theirs), max_abs_diff(&ours, &theirs));
-    eprintln!(
-        "{key} text: min cosine {cos:.7}, max |diff| {diff:.2e} over {} texts",
-        texts.len()
-    );
+    let (cos, diff) = compare_rows(&format!("{key} text"), &ours, &matrix(&r["text"]));
     assert!(
         cos >= MIN_COSINE && diff <= max_abs,
         "{key} text: cosine {cos}, max |diff| {diff}"
@@ -81,18 +76,11 @@ fn check_family(key: &str, dir: &str, max_abs: f32, photo_max_abs: f32) {
 
     let image = ImageEncoder::load(&dir, Precision::F32, &Device::Cpu).unwrap();
     assert!(image.clip().is_some());
-    let photos: Vec<Vec<u8>> = strings(&reference["photos"])
-        .iter()
-        .map(|id| std::fs::read(gallery_path(id)).unwrap())
-        .collect();
-    let bytes: Vec<&[u8]> = photos.iter().map(Vec::as_slice).collect();
-    let ours: Vec<Vec<f32>> = image.encode_bytes(&bytes).unwrap().to_vec2().unwrap();
-    let theirs = matrix(&r["image"]);
-    let (cos, diff) = (min_row_cosine(&ours, &theirs), max_abs_diff(&ours, &theirs));
-    eprintln!(
-        "{key} image from files: min cosine {cos:.7}, max |diff| {diff:.2e} (largest |value| {:.3}) over {} photos",
-        crate::common::max_abs(&theirs),
-        photos.len()
+    let ours = encode_gallery_files(&image, &strings(&reference["photos"]));
+    let (cos, diff) = compare_rows(
+        &format!("{key} image from files"),
+        &ours,
+        &matrix(&r["image"]),
     );
     assert!(
         cos >= MIN_COSINE && diff <= photo_max_abs,

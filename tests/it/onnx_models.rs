@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use xmodal::encode::{ImageEncoder, Precision, TextEncoder};
 
-use crate::{
-    clip_parity::{gallery_path, text_options},
-    common::*,
-};
+use crate::{clip_parity::text_options, common::*};
 
 /// Cosine to the reference at least this, every row.
 const MIN_COSINE: f32 = 0.99999;
@@ -44,12 +41,7 @@ fn check_layout(name: &str) {
     );
     assert_eq!(text.describe()["backend"], "onnxruntime");
     let ours: Vec<Vec<f32>> = text.encode(&refs).unwrap().to_vec2().unwrap();
-    let theirs = matrix(&r["text"]);
-    let (cos, diff) = (min_row_cosine(&ours, &theirs), max_abs_diff(&ours, &theirs));
-    eprintln!(
-        "{name} text: min cosine {cos:.7}, max |diff| {diff:.2e} over {} texts",
-        refs.len()
-    );
+    let (cos, diff) = compare_rows(&format!("{name} text"), &ours, &matrix(&r["text"]));
     assert!(
         cos >= MIN_COSINE,
         "{name} text: cosine {cos}, max |diff| {diff}"
@@ -63,23 +55,18 @@ fn check_layout(name: &str) {
 
     let image = ImageEncoder::load(&dir, Precision::F32, &Device::Cpu).unwrap();
     assert_eq!(image.dims(), text.dims());
-    let photos: Vec<Vec<u8>> = strings(&reference["photos"])
-        .iter()
-        .map(|id| std::fs::read(gallery_path(id)).unwrap())
-        .collect();
-    let bytes: Vec<&[u8]> = photos.iter().map(Vec::as_slice).collect();
-    let ours: Vec<Vec<f32>> = image.encode_bytes(&bytes).unwrap().to_vec2().unwrap();
-    let theirs = matrix(&r["image"]);
-    let (cos, diff) = (min_row_cosine(&ours, &theirs), max_abs_diff(&ours, &theirs));
-    eprintln!(
-        "{name} image from files: min cosine {cos:.7}, max |diff| {diff:.2e} over {} photos",
-        photos.len()
+    let photos = strings(&reference["photos"]);
+    let ours = encode_gallery_files(&image, &photos);
+    let (cos, diff) = compare_rows(
+        &format!("{name} image from files"),
+        &ours,
+        &matrix(&r["image"]),
     );
     assert!(
         cos >= MIN_COSINE,
         "{name} image: cosine {cos}, max |diff| {diff}"
     );
-    let alone: Vec<Vec<f32>> = image.encode_bytes(&bytes[1..2]).unwrap().to_vec2().unwrap();
+    let alone = encode_gallery_files(&image, &photos[1..2]);
     let d = max_abs_diff(&alone, &ours[1..2]);
     assert!(d <= 1e-5, "{name}: a photo alone differs by {d}");
 }

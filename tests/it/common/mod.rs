@@ -133,6 +133,27 @@ pub fn min_row_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         .fold(f32::INFINITY, f32::min)
 }
 
+/// `ours` against the reference's rows: (min row cosine, max |diff|), printed under `label`.
+pub fn compare_rows(label: &str, ours: &[Vec<f32>], theirs: &[Vec<f32>]) -> (f32, f32) {
+    let (cos, diff) = (min_row_cosine(ours, theirs), max_abs_diff(ours, theirs));
+    eprintln!(
+        "{label}: min cosine {cos:.7}, max |diff| {diff:.2e} (largest |value| {:.3}) over {} rows",
+        max_abs(theirs),
+        theirs.len()
+    );
+    (cos, diff)
+}
+
+/// The demo gallery's photos `ids` through `image`, from their files (our decoder and resize).
+pub fn encode_gallery_files(image: &xmodal::encode::ImageEncoder, ids: &[String]) -> Vec<Vec<f32>> {
+    let photos: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| std::fs::read(crate::clip_parity::gallery_path(id)).unwrap())
+        .collect();
+    let bytes: Vec<&[u8]> = photos.iter().map(Vec::as_slice).collect();
+    image.encode_bytes(&bytes).unwrap().to_vec2().unwrap()
+}
+
 pub fn max_abs(a: &[Vec<f32>]) -> f32 {
     a.iter().flatten().fold(0.0f32, |m, x| m.max(x.abs()))
 }
