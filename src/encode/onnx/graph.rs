@@ -104,6 +104,14 @@ impl Graph {
         })
     }
 
+    /// The graph's file name (which variant of a tower runs: `text_model_quantized.onnx`, …).
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// The batch the graph fixes (Immich's first generation: 1), or `None` when symbolic.
     pub fn fixed_batch(&self) -> Option<usize> {
         self.inputs.first().and_then(|p| p.fixed(0))

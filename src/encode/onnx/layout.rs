@@ -70,6 +70,34 @@ pub struct VisionLayout {
     pub preprocess: Preprocess,
 }
 
+/// transformers.js' variants of a graph, in the order we take them: f32 first (what the
+/// reference computes), then its 8-bit and half-precision exports. A user of transformers.js
+/// often has only the variant their runtime downloaded (`_quantized` is its CPU default).
+const TRANSFORMERS_JS_VARIANTS: [&str; 6] = ["", "_quantized", "_int8", "_uint8", "_fp16", "_q4"];
+
+/// The graph of transformers.js' `tower` (`text_model`, `vision_model`) that `dir` holds, as a
+/// path relative to `dir`.
+fn transformers_js_graph(dir: &Path, tower: &str) -> Option<PathBuf> {
+    TRANSFORMERS_JS_VARIANTS
+        .iter()
+        .map(|v| PathBuf::from(format!("onnx/{tower}{v}.onnx")))
+        .find(|rel| dir.join(rel).is_file())
+}
+
+fn transformers_js_required(dir: &Path, tower: &str) -> Result<PathBuf, OnnxError> {
+    transformers_js_graph(dir, tower)
+        .map(|rel| dir.join(rel))
+        .ok_or_else(|| {
+            OnnxError::file(
+                &dir.join(format!("onnx/{tower}.onnx")),
+                format!(
+                    "missing (nor any of its variants: {})",
+                    TRANSFORMERS_JS_VARIANTS[1..].join(", ")
+                ),
+            )
+        })
+}
+
 /// Immich's or transformers.js' files in `dir`, if either: what [`crate::kit::Manifest`] uses
 /// to recognise a directory a user brings.
 pub fn sniff(dir: &Path) -> Option<Architecture> {
@@ -78,9 +106,10 @@ pub fn sniff(dir: &Path) -> Option<Architecture> {
         return Some(Architecture::ImmichOnnx);
     }
     // a snapshot with safetensors beside its onnx/ folder is read by our own towers
-    if any(&["onnx/text_model.onnx", "onnx/vision_model.onnx"])
-        && !dir.join("model.safetensors").exists()
-    {
+    let transformers_js = ["text_model", "vision_model"]
+        .iter()
+        .any(|t| transformers_js_graph(dir, t).is_some());
+    if transformers_js && !dir.join("model.safetensors").exists() {
         return Some(Architecture::TransformersJsOnnx);
     }
     None
@@ -106,11 +135,11 @@ pub fn fingerprint_files(architecture: Architecture, dir: &Path) -> Vec<PathBuf>
             }
         }
         Some(LayoutKind::TransformersJs) => {
-            for rel in ["onnx/text_model.onnx", "onnx/vision_model.onnx"] {
-                if dir.join(rel).is_file() {
-                    files.push(PathBuf::from(rel));
-                }
-            }
+            files.extend(
+                ["text_model", "vision_model"]
+                    .iter()
+                    .filter_map(|t| transformers_js_graph(dir, t)),
+            );
         }
         None => {}
     }
@@ -187,7 +216,7 @@ impl LayoutKind {
             Self::TransformersJs => {
                 let (family, cfg) = hf_config(dir)?;
                 Ok(TextLayout {
-                    model: required(dir.join("onnx").join("text_model.onnx"))?,
+                    model: transformers_js_required(dir, "text_model")?,
                     tokenizer: required(dir.join("tokenizer.json"))?,
                     pad_token: pad_token(&required(dir.join("tokenizer_config.json"))?)?,
                     context: cfg.text.context,
@@ -209,7 +238,7 @@ impl LayoutKind {
                 })
             }
             Self::TransformersJs => Ok(VisionLayout {
-                model: required(dir.join("onnx").join("vision_model.onnx"))?,
+                model: transformers_js_required(dir, "vision_model")?,
                 preprocess: hf_config(dir)?.1.preprocess,
             }),
         }

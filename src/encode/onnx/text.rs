@@ -135,6 +135,7 @@ impl OnnxText {
             "backend": "onnxruntime",
             "layout": self.kind,
             "context": self.context,
+            "graph": self.graph.file_name(),
         })
     }
 

@@ -103,6 +103,7 @@ impl OnnxVision {
             "model": self.name,
             "backend": "onnxruntime",
             "layout": self.kind,
+            "graph": self.graph.file_name(),
             "pixels": match self.pixels { Pixels::FloatNchw => "float32 NCHW", Pixels::Uint8Nhwc => "uint8 NHWC" },
         })
     }
