@@ -42,6 +42,18 @@ pub struct Cli {
     )]
     pub models_dir: PathBuf,
 
+    /// What runs a model directory that holds both safetensors and ONNX graphs (a transformers.js
+    /// snapshot with `model.safetensors`): `candle`, xmodal's own towers, or `onnx`, ONNX Runtime.
+    /// Directories with only one kind run on it whatever this says.
+    #[arg(
+        long,
+        global = true,
+        env = "XMODAL_BACKEND",
+        value_enum,
+        default_value = "candle"
+    )]
+    pub backend: crate::encode::onnx::runtime::Backend,
+
     /// Where the catalog, images, features, heads and indexes live.
     #[arg(
         long,
@@ -114,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let data = DataDir::new(&cli.data_dir);
     let data = &data;
     crate::encode::onnx::runtime::use_kit(&cli.models_dir);
+    crate::encode::onnx::runtime::prefer(cli.backend);
     match cli.command {
         Command::Demo(args) => block_on(demo::run(args, data, &cli.models_dir, cli.device)),
         Command::Models(cmd) => models::run(cmd, &cli.models_dir),

@@ -253,3 +253,76 @@ fn onnx_directories_are_fingerprinted_by_their_graphs() {
         fingerprint(&fixture("clip").join("clip-tiny"))
     );
 }
+
+/// A transformers.js snapshot that also holds `model.safetensors` runs on our towers by default
+/// and on ONNX Runtime with `--backend onnx`; both give the reference's embedding.
+#[test]
+fn backend_picks_the_engine_where_a_directory_has_both() {
+    let dir = tempdir("onnx-both-backends");
+    let js = onnx_fixture("transformersjs-tiny");
+    for rel in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+        "onnx/text_model.onnx",
+    ] {
+        std::fs::create_dir_all(dir.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(js.join(rel), dir.join(rel)).unwrap();
+    }
+    std::fs::copy(
+        fixture("clip").join("clip-tiny/model.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    let reference = read_json("onnx/reference.json");
+    let expected = &matrix(&reference["transformersjs-tiny"]["text"])[..1];
+    let text = strings(&reference["texts"])[0].clone();
+    for (backend, engine) in [("candle", "candle"), ("onnx", "onnxruntime")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
+            .args([
+                "--backend",
+                backend,
+                "embed",
+                "text",
+                "--text-quantization",
+                "none",
+            ])
+            .arg("--model")
+            .arg(&dir)
+            .arg(&text)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let got: Vec<f32> = line["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        let cos = min_row_cosine(&[got], expected);
+        assert!(cos >= MIN_COSINE, "{engine}: cosine {cos}");
+    }
+    // which engine ran: with the graph broken, our towers still answer and ONNX Runtime refuses
+    std::fs::write(dir.join("onnx/text_model.onnx"), b"not a graph").unwrap();
+    let run = |backend: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
+            .args(["--backend", backend, "embed", "text", "--model"])
+            .arg(&dir)
+            .arg(&text)
+            .output()
+            .unwrap()
+    };
+    assert!(run("candle").status.success());
+    let onnx = run("onnx");
+    let stderr = String::from_utf8_lossy(&onnx.stderr);
+    assert!(
+        !onnx.status.success() && stderr.contains("text_model.onnx"),
+        "{stderr}"
+    );
+}

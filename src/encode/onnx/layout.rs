@@ -105,11 +105,15 @@ pub fn sniff(dir: &Path) -> Option<Architecture> {
     if any(&["textual/model.onnx", "visual/model.onnx"]) {
         return Some(Architecture::ImmichOnnx);
     }
-    // a snapshot with safetensors beside its onnx/ folder is read by our own towers
+    // a snapshot with safetensors beside its onnx/ folder is read by our own towers, unless the
+    // process asked for ONNX Runtime (`--backend onnx`)
     let transformers_js = ["text_model", "vision_model"]
         .iter()
         .any(|t| transformers_js_graph(dir, t).is_some());
-    if transformers_js && !dir.join("model.safetensors").exists() {
+    let ours_too = dir.join("model.safetensors").exists();
+    if transformers_js
+        && (!ours_too || super::runtime::preferred() == super::runtime::Backend::Onnx)
+    {
         return Some(Architecture::TransformersJsOnnx);
     }
     None

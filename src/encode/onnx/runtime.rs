@@ -21,6 +21,27 @@ pub const LIBRARY_ENV: &str = "ORT_DYLIB_PATH";
 
 static ENVIRONMENT: OnceLock<Result<(Environment, PathBuf), OnnxError>> = OnceLock::new();
 static KIT: OnceLock<PathBuf> = OnceLock::new();
+static PREFERRED: OnceLock<Backend> = OnceLock::new();
+
+/// What runs a directory that holds both our towers' safetensors and ONNX graphs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Backend {
+    /// xmodal's own towers (candle).
+    #[default]
+    Candle,
+    /// ONNX Runtime on the directory's graphs.
+    Onnx,
+}
+
+/// The process's choice (`--backend`), set once by the commands before any model loads, like
+/// the kit ([`use_kit`]): manifests are recognised deep inside loaders that take no options.
+pub fn prefer(backend: Backend) {
+    let _ = PREFERRED.set(backend);
+}
+
+pub fn preferred() -> Backend {
+    PREFERRED.get().copied().unwrap_or_default()
+}
 
 /// Which model kit holds the library, for the whole process: the commands call this with
 /// `--models-dir` before loading anything (ONNX Runtime allows one environment per process, so
