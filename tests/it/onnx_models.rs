@@ -22,16 +22,21 @@ fn onnx_fixture(name: &str) -> PathBuf {
 /// photo files through our decoder and resampling, within [`MIN_COSINE`] of the reference
 /// library's; a text or a photo alone gives what it gives in a batch.
 fn check_layout(name: &str) {
-    check_layout_with(name, true, MIN_COSINE);
+    check_layout_with(name, name, true, MIN_COSINE, MIN_COSINE);
 }
 
-/// `batch_invariant`: a text or photo alone gives what it gives in a batch (false for dynamically
-/// quantized graphs, whose activation scales come from the whole batch); `min_image_cosine`: for
-/// images from the photo files, whose pixels differ from the reference processor's by JPEG
-/// decoding (mean 0.1 levels), which int8 activations amplify.
-fn check_layout_with(name: &str, batch_invariant: bool, min_image_cosine: f32) {
+/// `name`'s directory against `reference_key`'s outputs; `batch_invariant`: a text or photo alone
+/// gives what it gives in a batch (false for dynamically quantized graphs, whose activation
+/// scales come from the whole batch); the bounds on the two cosines.
+fn check_layout_with(
+    name: &str,
+    reference_key: &str,
+    batch_invariant: bool,
+    min_text_cosine: f32,
+    min_image_cosine: f32,
+) {
     let reference = read_json("onnx/reference.json");
-    let r = &reference[name];
+    let r = &reference[reference_key];
     let texts = strings(if r["texts"].is_array() {
         &r["texts"]
     } else {
@@ -51,7 +56,7 @@ fn check_layout_with(name: &str, batch_invariant: bool, min_image_cosine: f32) {
     let ours: Vec<Vec<f32>> = text.encode(&refs).unwrap().to_vec2().unwrap();
     let (cos, diff) = compare_rows(&format!("{name} text"), &ours, &matrix(&r["text"]));
     assert!(
-        cos >= MIN_COSINE,
+        cos >= min_text_cosine,
         "{name} text: cosine {cos}, max |diff| {diff}"
     );
     for (i, t) in refs
@@ -119,12 +124,20 @@ fn transformers_js_layout_matches_transformers() {
     check_layout("transformersjs-tiny");
 }
 
-/// transformers.js' `_quantized` graphs alone (its CPU default), against onnxruntime's own
-/// outputs on them; the graph run is named in the text tower's description.
+/// transformers.js' `_quantized` graphs alone (its CPU default), against the f32 reference:
+/// int8 weights and activations keep the embeddings within 0.99 cosine (measured on an AVX-512
+/// VNNI CPU: text 0.99729, images from files 0.99989; on an emulated AVX2-only CPU ONNX Runtime's
+/// own int8 kernels give other values, text 0.9975 to the VNNI ones, so the f32 reference is the
+/// only one that holds on every CPU). The graph run is named in the text tower's description.
 #[test]
-fn transformers_js_quantized_variant_matches_onnxruntime() {
-    // measured 0.9999258 (text: max |diff| 0)
-    check_layout_with("transformersjs-tiny-quantized", false, 0.9999);
+fn transformers_js_quantized_variant_stays_near_f32() {
+    check_layout_with(
+        "transformersjs-tiny-quantized",
+        "transformersjs-tiny",
+        false,
+        0.99,
+        0.99,
+    );
     let dir = onnx_fixture("transformersjs-tiny-quantized");
     let text = TextEncoder::load(&dir, &text_options(), &Device::Cpu).unwrap();
     assert_eq!(text.describe()["graph"], "text_model_quantized.onnx");
