@@ -143,23 +143,31 @@ fn transformers_js_quantized_variant_stays_near_f32() {
     assert_eq!(text.describe()["graph"], "text_model_quantized.onnx");
 }
 
-/// A copy of the Immich fixture to break.
-fn broken_copy(tag: &str) -> PathBuf {
+/// `rels` of fixture directory `from`, copied into a fresh directory for one test.
+fn copy_files(tag: &str, from: &Path, rels: &[&str]) -> PathBuf {
     let dir = tempdir(tag);
-    let from = onnx_fixture("immich-tiny");
-    for rel in [
-        "config.json",
-        "textual/model.onnx",
-        "textual/tokenizer.json",
-        "textual/tokenizer_config.json",
-        "visual/model.onnx",
-        "visual/preprocess_cfg.json",
-    ] {
+    for rel in rels {
         let to = dir.join(rel);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(from.join(rel), to).unwrap();
     }
     dir
+}
+
+/// A copy of the Immich fixture to break.
+fn broken_copy(tag: &str) -> PathBuf {
+    copy_files(
+        tag,
+        &onnx_fixture("immich-tiny"),
+        &[
+            "config.json",
+            "textual/model.onnx",
+            "textual/tokenizer.json",
+            "textual/tokenizer_config.json",
+            "visual/model.onnx",
+            "visual/preprocess_cfg.json",
+        ],
+    )
 }
 
 fn text_error(dir: &Path) -> String {
@@ -271,18 +279,17 @@ fn onnx_directories_are_fingerprinted_by_their_graphs() {
 /// and on ONNX Runtime with `--backend onnx`; both give the reference's embedding.
 #[test]
 fn backend_picks_the_engine_where_a_directory_has_both() {
-    let dir = tempdir("onnx-both-backends");
-    let js = onnx_fixture("transformersjs-tiny");
-    for rel in [
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "preprocessor_config.json",
-        "onnx/text_model.onnx",
-    ] {
-        std::fs::create_dir_all(dir.join(rel).parent().unwrap()).unwrap();
-        std::fs::copy(js.join(rel), dir.join(rel)).unwrap();
-    }
+    let dir = copy_files(
+        "onnx-both-backends",
+        &onnx_fixture("transformersjs-tiny"),
+        &[
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "preprocessor_config.json",
+            "onnx/text_model.onnx",
+        ],
+    );
     std::fs::copy(
         fixture("clip").join("clip-tiny/model.safetensors"),
         dir.join("model.safetensors"),
@@ -292,50 +299,40 @@ fn backend_picks_the_engine_where_a_directory_has_both() {
     let expected = &matrix(&reference["transformersjs-tiny"]["text"])[..1];
     let text = strings(&reference["texts"])[0].clone();
     for (backend, engine) in [("candle", "candle"), ("onnx", "onnxruntime")] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
-            .args([
+        let got: Vec<Vec<f32>> = embeddings(
+            &[
                 "--backend",
                 backend,
                 "embed",
                 "text",
                 "--text-quantization",
                 "none",
-            ])
-            .arg("--model")
-            .arg(&dir)
-            .arg(&text)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let got: Vec<f32> = line["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
-        let cos = min_row_cosine(&[got], expected);
+                "--model",
+                dir.to_str().unwrap(),
+                &text,
+            ],
+            &[],
+        )
+        .iter()
+        .map(|row| row.iter().map(|&x| x as f32).collect())
+        .collect();
+        let cos = min_row_cosine(&got, expected);
         assert!(cos >= MIN_COSINE, "{engine}: cosine {cos}");
     }
     // which engine ran: with the graph broken, our towers still answer and ONNX Runtime refuses
     std::fs::write(dir.join("onnx/text_model.onnx"), b"not a graph").unwrap();
     let run = |backend: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_xmodal"))
-            .args(["--backend", backend, "embed", "text", "--model"])
-            .arg(&dir)
-            .arg(&text)
-            .output()
-            .unwrap()
+        xmodal(&[
+            "--backend",
+            backend,
+            "embed",
+            "text",
+            "--model",
+            dir.to_str().unwrap(),
+            &text,
+        ])
     };
-    assert!(run("candle").status.success());
-    let onnx = run("onnx");
-    let stderr = String::from_utf8_lossy(&onnx.stderr);
-    assert!(
-        !onnx.status.success() && stderr.contains("text_model.onnx"),
-        "{stderr}"
-    );
+    assert!(run("candle").0);
+    let (ok, _, stderr) = run("onnx");
+    assert!(!ok && stderr.contains("text_model.onnx"), "{stderr}");
 }

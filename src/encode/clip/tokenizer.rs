@@ -282,7 +282,7 @@ fn padding_side_is_left(cfg: Option<&serde_json::Value>) -> bool {
 }
 
 /// `tokenizer_config.json`'s `pad_token` (a string, or an added token's `content`).
-fn pad_token(cfg: &serde_json::Value) -> Option<String> {
+pub(crate) fn pad_token(cfg: &serde_json::Value) -> Option<String> {
     match cfg.get("pad_token")? {
         serde_json::Value::String(s) => Some(s.clone()),
         other => other.get("content")?.as_str().map(String::from),

@@ -156,16 +156,12 @@ fn read_json(path: &Path) -> Result<Value, OnnxError> {
 }
 
 fn pad_token(path: &Path) -> Result<String, OnnxError> {
-    let cfg = read_json(path)?;
-    match cfg.get("pad_token") {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Object(o)) => o
-            .get("content")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| OnnxError::file(path, "pad_token has no content".into())),
-        _ => Err(OnnxError::file(path, "no pad_token".into())),
-    }
+    crate::encode::clip::tokenizer::pad_token(&read_json(path)?).ok_or_else(|| {
+        OnnxError::file(
+            path,
+            "no pad_token (a string, or an added token's content)".into(),
+        )
+    })
 }
 
 fn required(path: PathBuf) -> Result<PathBuf, OnnxError> {
