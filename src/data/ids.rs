@@ -91,7 +91,12 @@ impl CaptionKey {
     /// The image a stored item belongs to: a caption key's image, or the item itself (an image's
     /// own key is its id).
     pub fn owner_of(item: &str) -> Result<ImageId, InvalidId> {
-        ImageId::new(item.split_once('#').map_or(item, |(image, _)| image))
+        ImageId::new(Self::owner_str(item))
+    }
+
+    /// [`Self::owner_of`] without checking or allocating (hot loops over index keys).
+    pub fn owner_str(item: &str) -> &str {
+        item.split_once('#').map_or(item, |(image, _)| image)
     }
 }
 

@@ -3,8 +3,10 @@
 
 pub mod catalog;
 pub mod dir;
+pub mod filter;
 pub mod ids;
 pub mod ingest;
+pub mod metadata;
 pub mod synth;
 
 pub use catalog::{Catalog, CatalogError};

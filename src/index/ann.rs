@@ -76,35 +76,48 @@ impl Ann {
         ef: usize,
         dead: &HashSet<usize>,
     ) -> Vec<(usize, f32)> {
+        if dead.is_empty() {
+            self.search_keep(q, k, ef, &|_| true)
+        } else {
+            self.search_keep(q, k, ef, &|id| !dead.contains(&id))
+        }
+    }
+
+    /// Up to `k` ids that `keep` accepts, by descending inner product: the graph walk skips the
+    /// others in its results (walking through them), exact search skips them outright.
+    pub fn search_keep(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        keep: &dyn Fn(usize) -> bool,
+    ) -> Vec<(usize, f32)> {
         match self {
             Self::Exact { dims, vectors } => {
-                let dot = kernel();
-                let mut scored: Vec<(usize, f32)> = vectors
-                    .chunks_exact(*dims)
-                    .enumerate()
-                    .filter(|(i, _)| !dead.contains(i))
-                    .map(|(i, v)| (i, dot(q, v)))
-                    .collect();
-                let k = k.min(scored.len());
-                if k == 0 {
-                    return Vec::new();
-                }
-                scored
-                    .select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                scored.truncate(k);
-                scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                scored
+                let ids = (0..vectors.len() / dims).filter(|&i| keep(i));
+                exact_top_k(q, vectors, *dims, ids, k)
             }
-            Self::Graph(g) => {
-                let keep = |id: u32| !dead.contains(&(id as usize));
-                let all = |_: u32| true;
-                let keep: &dyn Fn(u32) -> bool = if dead.is_empty() { &all } else { &keep };
-                g.search(q, k, ef.max(k), keep)
-                    .into_iter()
-                    .map(|(id, score)| (id as usize, score))
-                    .collect()
-            }
+            Self::Graph(g) => g
+                .search(q, k, ef.max(k), &|id: u32| keep(id as usize))
+                .into_iter()
+                .map(|(id, score)| (id as usize, score))
+                .collect(),
         }
+    }
+
+    /// The `k` best of `ids` by a scan of their vectors (a selective filter's plan).
+    pub fn exact_among(
+        &self,
+        q: &[f32],
+        dims: usize,
+        ids: &[usize],
+        k: usize,
+    ) -> Vec<(usize, f32)> {
+        let arena = match self {
+            Self::Exact { vectors, .. } => vectors.as_slice(),
+            Self::Graph(g) => g.vectors(),
+        };
+        exact_top_k(q, arena, dims, ids.iter().copied(), k)
     }
 
     /// Every stored vector with its id, in id order.
@@ -118,4 +131,27 @@ impl Ann {
             Self::Graph(g) => (0..g.len()).map(|i| (i, g.vector_f32(i))).collect(),
         }
     }
+}
+
+/// The `k` best of `ids` in `arena` by inner product, best first (ties by id).
+fn exact_top_k(
+    q: &[f32],
+    arena: &[f32],
+    dims: usize,
+    ids: impl Iterator<Item = usize>,
+    k: usize,
+) -> Vec<(usize, f32)> {
+    let dot = kernel();
+    let mut scored: Vec<(usize, f32)> = ids
+        .map(|i| (i, dot(q, &arena[i * dims..(i + 1) * dims])))
+        .collect();
+    let k = k.min(scored.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    let order = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    scored.select_nth_unstable_by(k - 1, order);
+    scored.truncate(k);
+    scored.sort_by(order);
+    scored
 }

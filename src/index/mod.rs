@@ -7,6 +7,7 @@
 
 pub mod ann;
 mod dot;
+mod filtered;
 mod hnsw;
 pub mod open;
 pub mod pgvector;
@@ -20,8 +21,9 @@ use std::{
 
 use ann::Ann;
 pub use ann::IndexParams;
+pub use filtered::{FilterPlan, EXACT_BELOW_FRACTION};
 use hnsw::Hnsw;
-pub use search::SearchIndex;
+pub use search::{SearchIndex, SearchRequest};
 pub use store::StoreError;
 
 use crate::vectors::Embedding;

@@ -79,7 +79,10 @@ pub async fn open_side(
             index
         }
     };
-    Ok(SearchIndex::Memory(index))
+    Ok(SearchIndex::Memory {
+        index,
+        catalog: catalog.clone(),
+    })
 }
 
 /// Make a loaded index agree with the catalog by keys, fetching only the vectors it lacks (a

@@ -15,7 +15,8 @@ use super::project_stored;
 use super::{ann::IndexParams, Hit, Query};
 use crate::{
     data::{
-        catalog::{is_transient, stored_vector, LinkedWrites},
+        catalog::{filter::ImageSelection, is_transient, stored_vector, LinkedWrites},
+        filter::Filter,
         Catalog, CatalogError, ImageId,
     },
     vectors::Embedding,
@@ -307,10 +308,15 @@ impl PgVectorIndex {
     /// The `offset..offset+k` nearest by cosine, best first, above `min_score`. HNSW returns at
     /// most `hnsw.ef_search` rows, so the beam is widened to cover the page. Transient database
     /// errors are retried twice.
-    pub async fn search(&self, q: &Embedding, query: Query) -> Result<Vec<Hit>, PgIndexError> {
+    pub async fn search(
+        &self,
+        q: &Embedding,
+        query: Query,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Hit>, PgIndexError> {
         let mut attempt = 0;
         loop {
-            match self.search_once(q, query).await {
+            match self.search_once(q, query, filter).await {
                 // a dropped connection is worth another try on a fresh one; a pool that found
                 // no connection within its timeout would only make the client wait again
                 Err(e) if attempt < 2 && e.is_transient() && !e.is_pool_timeout() => {
@@ -322,22 +328,43 @@ impl PgVectorIndex {
         }
     }
 
-    async fn search_once(&self, q: &Embedding, query: Query) -> Result<Vec<Hit>, PgIndexError> {
+    async fn search_once(
+        &self,
+        q: &Embedding,
+        query: Query,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Hit>, PgIndexError> {
         let ef = self.ef_search.max(query.offset + query.k);
         let mut tx = self.pool.begin().await?;
         sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL hnsw.ef_search = {ef}")))
             .execute(&mut *tx)
             .await?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        // a filter is a condition in the same query: pgvector's iterative index scan (0.8+)
+        // keeps walking the graph until the page is full of rows that pass it, in exact order;
+        // for a selective filter the planner may scan the few matching rows instead
+        let selection = filter.map(|f| ImageSelection::new(f, 4));
+        if selection.is_some() {
+            sqlx::raw_sql("SET LOCAL hnsw.iterative_scan = strict_order")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let condition = selection
+            .as_ref()
+            .map(|s| format!("WHERE image_id IN ({})", s.sql))
+            .unwrap_or_default();
+        let sql = format!(
             "SELECT item, CAST(1 - (embedding <=> CAST($1 AS vector)) AS DOUBLE PRECISION)
-             FROM {} ORDER BY embedding <=> CAST($1 AS vector) LIMIT $2 OFFSET $3",
+             FROM {} {condition} ORDER BY embedding <=> CAST($1 AS vector) LIMIT $2 OFFSET $3",
             self.table
-        )))
-        .bind(vector_literal(q.as_slice()))
-        .bind(query.k as i64)
-        .bind(query.offset as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(vector_literal(q.as_slice()))
+            .bind(query.k as i64)
+            .bind(query.offset as i64);
+        if let Some(s) = &selection {
+            q = s.bind(q);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         Ok(rows
             .iter()

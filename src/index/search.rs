@@ -1,18 +1,54 @@
 //! What a searchable side is in a running server: the in-process HNSW index (embedded default)
-//! or pgvector tables shared by replicas (Postgres deployments).
+//! or pgvector tables shared by replicas (Postgres deployments). Both take the same
+//! [`SearchRequest`], filter included, so the service never asks which one it has for a search.
 
-use super::{pgvector::PgVectorIndex, Hit, IndexError, Query, VectorIndex};
-use crate::vectors::Embedding;
+use std::collections::HashSet;
+
+use super::{pgvector::PgVectorIndex, FilterPlan, Hit, IndexError, Query, VectorIndex};
+use crate::{
+    data::{filter::Filter, Catalog},
+    vectors::Embedding,
+};
+
+/// A page of nearest items, optionally only among the images a filter keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchRequest<'a> {
+    pub page: Query,
+    pub filter: Option<&'a Filter>,
+}
+
+impl From<Query> for SearchRequest<'_> {
+    fn from(page: Query) -> Self {
+        Self { page, filter: None }
+    }
+}
 
 pub enum SearchIndex {
-    Memory(VectorIndex),
+    /// The in-process index, and the catalog that resolves its filters.
+    Memory {
+        index: VectorIndex,
+        catalog: Catalog,
+    },
     Postgres(PgVectorIndex),
 }
 
 impl SearchIndex {
-    pub async fn search(&self, q: &Embedding, query: Query) -> Result<Vec<Hit>, IndexError> {
+    pub async fn search(
+        &self,
+        q: &Embedding,
+        request: SearchRequest<'_>,
+    ) -> Result<Vec<Hit>, IndexError> {
         match self {
-            Self::Memory(index) => index.search(q, query),
+            Self::Memory { index, catalog } => match request.filter {
+                None => index.search(q, request.page),
+                Some(filter) => {
+                    let images: HashSet<String> =
+                        catalog.images_matching(filter).await?.into_iter().collect();
+                    Ok(index
+                        .search_filtered(q, request.page, &images, FilterPlan::Auto)?
+                        .0)
+                }
+            },
             Self::Postgres(index) => {
                 if q.dims() != index.dims() {
                     return Err(IndexError::Dims {
@@ -20,7 +56,7 @@ impl SearchIndex {
                         got: q.dims(),
                     });
                 }
-                Ok(index.search(q, query).await?)
+                Ok(index.search(q, request.page, request.filter).await?)
             }
         }
     }
@@ -28,7 +64,7 @@ impl SearchIndex {
     /// Items searchable now (a count query on Postgres; 0 when the database does not answer).
     pub async fn count(&self) -> usize {
         match self {
-            Self::Memory(index) => index.len(),
+            Self::Memory { index, .. } => index.len(),
             Self::Postgres(index) => index.count().await.unwrap_or(0),
         }
     }
@@ -37,14 +73,14 @@ impl SearchIndex {
     /// on Postgres, where writes and deletes reach the index inside the catalog's transaction.
     pub fn memory(&self) -> Option<&VectorIndex> {
         match self {
-            Self::Memory(index) => Some(index),
+            Self::Memory { index, .. } => Some(index),
             Self::Postgres(_) => None,
         }
     }
 
     pub fn postgres(&self) -> Option<&PgVectorIndex> {
         match self {
-            Self::Memory(_) => None,
+            Self::Memory { .. } => None,
             Self::Postgres(index) => Some(index),
         }
     }

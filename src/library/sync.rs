@@ -14,6 +14,7 @@ use super::scan::{LibraryFile, Scan, SkipReason, Skipped};
 use crate::{
     data::{
         catalog::{LibraryAdd, LibraryChanges, LibraryEntry, NewImage, StoredVector},
+        metadata::PhotoMetadata,
         ImageId,
     },
     vectors::Features,
@@ -174,13 +175,20 @@ pub async fn sync(
                     changes.restamp.push((file.id.clone(), file.stamp));
                     report.restamped += 1;
                 }
-                _ => to_encode.push((file, old.is_some(), sha, bytes)),
+                _ => {
+                    let metadata = PhotoMetadata {
+                        file_modified: Some(file.stamp.mtime_ns.div_euclid(1_000_000_000)),
+                        ..PhotoMetadata::from_image_bytes(&bytes)
+                    }
+                    .with_path(&file.rel);
+                    to_encode.push((file, old.is_some(), sha, bytes, metadata))
+                }
             }
         }
         let encoded = encoder
-            .encode(to_encode.iter().map(|(_, _, _, b)| b.clone()).collect())
+            .encode(to_encode.iter().map(|(_, _, _, b, _)| b.clone()).collect())
             .await;
-        for ((file, existed, sha, _), result) in to_encode.into_iter().zip(encoded) {
+        for ((file, existed, sha, _, metadata), result) in to_encode.into_iter().zip(encoded) {
             match result {
                 Ok(e) => {
                     report.encoded += 1;
@@ -198,6 +206,7 @@ pub async fn sync(
                             sha256: Some(sha),
                             split: None,
                             captions: Vec::new(),
+                            metadata,
                         },
                         stamp: file.stamp,
                         vectors: vec![StoredVector {

@@ -23,6 +23,7 @@ mod index;
 mod ingest;
 mod library;
 mod onnx_models;
+mod photo_filters;
 mod postgres_catalog;
 mod postgres_faults;
 mod postgres_replicas;

@@ -19,6 +19,7 @@ async fn catalog_round_trips_on_postgres() {
     cat.ping().await.unwrap();
     let ds = cat.dataset("d", "jsonl", "test").await.unwrap();
     let img = |id: &str, split| NewImage {
+        metadata: Default::default(),
         id: ImageId::new(id.to_string()).unwrap(),
         location: None,
         width: Some(4),

@@ -184,6 +184,7 @@ async fn pgvector_recall_against_exact_scoring() {
     let ds = cat.dataset("recall", "jsonl", "test").await.unwrap();
     let images: Vec<NewImage> = (0..n)
         .map(|i| NewImage {
+            metadata: Default::default(),
             id: ImageId::new(format!("r{i:05}")).unwrap(),
             location: None,
             width: None,
@@ -234,6 +235,7 @@ async fn pgvector_recall_against_exact_scoring() {
                     offset: 0,
                     min_score: None,
                 },
+                None,
             )
             .await
             .unwrap();

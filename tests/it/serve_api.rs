@@ -464,14 +464,14 @@ async fn bad_input_gets_a_4xx_json_error_and_never_a_5xx() {
         "invalid_request",
     )
     .await;
-    // fields we do not have are refused by name, not silently ignored: a client that sends a
-    // filter must not get unfiltered results it believes are filtered
+    // fields we do not have are refused by name, not silently ignored: a client that misspells
+    // the filter must not get unfiltered results it believes are filtered
     let unknown = [
-        text(r#"{"query": "a photo", "filter": {"folder": "2023/"}}"#)
+        text(r#"{"query": "a photo", "filters": {"folder": "2023/"}}"#)
             .send()
             .await
             .unwrap(),
-        c.post(s.url("/v1/search/image?k=3&filter=2023"))
+        c.post(s.url("/v1/search/image?k=3&filters=2023"))
             .header("content-type", "image/png")
             .body(gallery_photo("horse"))
             .send()
@@ -492,7 +492,7 @@ async fn bad_input_gets_a_4xx_json_error_and_never_a_5xx() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "invalid_request", "{body}");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("`filter`"), "{message}");
+        assert!(message.contains("`filter"), "{message}");
     }
     // a decompression bomb: a tiny PNG that declares 100000×100000 pixels
     let mut bomb = Vec::new();

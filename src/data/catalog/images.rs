@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 
 use super::{
-    captions::insert_captions, vectors::write_vectors, Catalog, CatalogError, ImageFilter,
-    ImageRecord, NewImage, StoredVector, Upsert,
+    captions::insert_captions,
+    metadata::{read_metadata, write_metadata},
+    vectors::write_vectors,
+    Catalog, CatalogError, ImageFilter, ImageRecord, NewImage, StoredVector, Upsert,
 };
 use crate::data::{ImageId, Split};
 
@@ -33,7 +35,7 @@ pub(super) async fn insert_image(
     .bind(stamp.map(|s| s.mtime_ns))
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    write_metadata(tx, img.id.as_str(), &img.metadata).await
 }
 
 /// Derived rows that must land in the same transaction as an inserted image (pgvector
@@ -88,7 +90,11 @@ impl Catalog {
                     && r.get::<Option<String>, _>(4) == img.sha256
                     && r.get::<Option<String>, _>(5).as_deref() == img.split.map(Split::as_str)
             });
-            if same_row && old_captions == img.captions {
+            let old_metadata = read_metadata(&mut tx, &[img.id.as_str()])
+                .await?
+                .remove(img.id.as_str())
+                .unwrap_or_default();
+            if same_row && old_captions == img.captions && old_metadata == img.metadata {
                 outcomes.push(Upsert::Unchanged);
                 continue;
             }
@@ -112,6 +118,9 @@ impl Catalog {
                     .execute(&mut *tx)
                     .await?;
                 insert_captions(&mut tx, img).await?;
+            }
+            if old_metadata != img.metadata {
+                write_metadata(&mut tx, img.id.as_str(), &img.metadata).await?;
             }
             outcomes.push(if existing.is_some() {
                 Upsert::Updated

@@ -25,6 +25,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "library_files",
         include_str!("../../../migrations/sqlite/0003_library_files.sql"),
     ),
+    (
+        4,
+        "photo_metadata",
+        include_str!("../../../migrations/sqlite/0004_photo_metadata.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -42,6 +47,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         3,
         "library_files",
         include_str!("../../../migrations/postgres/0003_library_files.sql"),
+    ),
+    (
+        4,
+        "photo_metadata",
+        include_str!("../../../migrations/postgres/0004_photo_metadata.sql"),
     ),
 ];
 

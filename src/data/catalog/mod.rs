@@ -9,9 +9,11 @@
 
 mod captions;
 mod feature_sets;
+pub mod filter;
 mod images;
 mod import;
 mod library;
+mod metadata;
 mod migrations;
 mod vectors;
 
@@ -26,7 +28,7 @@ pub use library::{FileStamp, LibraryAdd, LibraryChanges, LibraryEntry};
 pub use migrations::SCHEMA_VERSION;
 pub use vectors::{stored_vector, StoredVector};
 
-use super::{ImageId, Split};
+use super::{metadata::PhotoMetadata, ImageId, Split};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -50,6 +52,7 @@ pub struct NewImage {
     pub sha256: Option<String>,
     pub split: Option<Split>,
     pub captions: Vec<String>,
+    pub metadata: PhotoMetadata,
 }
 
 #[derive(Debug, Clone, PartialEq)]

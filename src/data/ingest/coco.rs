@@ -96,6 +96,7 @@ pub fn parse(
             file: Some(images.join(&img.file_name)),
             captions: texts.into_iter().map(|(_, t)| t).collect(),
             split,
+            fields: Default::default(),
             origin: at,
         });
     }

@@ -76,6 +76,7 @@ pub fn parse(src: &Flickr30kSource) -> Result<Parsed, IngestError> {
             file: Some(src.images.join(&name)),
             captions: caps.into_values().collect(),
             split,
+            fields: Default::default(),
             origin: at,
         });
     }

@@ -1,12 +1,12 @@
 //! JSON lines, one image per line: `{"image": path, "captions": [...], "split": "train|val|test",
-//! "id": optional}`. Paths are relative to the file's directory; ids default to the file name.
+//! "id": optional, "metadata": {the user's own fields}}`. Paths are relative to the file's directory; ids default to the file name.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::{read_file, Candidate, IngestError, Parsed, SkipReason};
-use crate::data::{ImageId, Split};
+use crate::data::{metadata::UserFields, ImageId, Split};
 
 #[derive(Deserialize)]
 struct Line {
@@ -16,6 +16,9 @@ struct Line {
     split: Option<String>,
     #[serde(default)]
     id: Option<String>,
+    /// The user's own fields (strings, numbers, booleans, dates, or lists of them).
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
 }
 
 pub fn parse(path: &Path) -> Result<Parsed, IngestError> {
@@ -74,11 +77,26 @@ pub fn parse(path: &Path) -> Result<Parsed, IngestError> {
                 continue;
             }
         };
+        let fields = match line
+            .metadata
+            .as_ref()
+            .map(UserFields::from_json)
+            .transpose()
+        {
+            Ok(f) => f.unwrap_or_default(),
+            Err(e) => {
+                parsed
+                    .problems
+                    .push((at, SkipReason::Malformed(e.to_string())));
+                continue;
+            }
+        };
         parsed.candidates.push(Candidate {
             id,
             file: Some(base.join(&line.image)),
             captions,
             split,
+            fields,
             origin: at,
         });
     }

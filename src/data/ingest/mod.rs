@@ -21,6 +21,7 @@ pub use report::{IngestReport, SkipReason};
 
 use super::{
     catalog::{NewImage, Upsert},
+    metadata::{PhotoMetadata, UserFields},
     Catalog, CatalogError, ImageId, Split,
 };
 
@@ -32,6 +33,8 @@ pub struct Candidate {
     pub file: Option<PathBuf>,
     pub captions: Vec<String>,
     pub split: Option<Split>,
+    /// The user's own fields (a JSONL line's `metadata` object).
+    pub fields: UserFields,
     /// "file:line" (or file#index) where this item was read, for messages.
     pub origin: String,
 }
@@ -134,6 +137,10 @@ fn check_image(c: Candidate, verify_decode: bool) -> Result<NewImage, (String, S
             sha256: None,
             split: c.split,
             captions: c.captions,
+            metadata: PhotoMetadata {
+                fields: c.fields,
+                ..Default::default()
+            },
         });
     };
     let bytes = std::fs::read(file).map_err(|e| {
@@ -166,6 +173,16 @@ fn check_image(c: Candidate, verify_decode: bool) -> Result<NewImage, (String, S
             .map_err(|e| undecodable(e.to_string()))?
     };
     let location = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+    let metadata = PhotoMetadata {
+        fields: c.fields,
+        file_modified: std::fs::metadata(file)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64),
+        ..PhotoMetadata::from_image_bytes(&bytes)
+    }
+    .with_path(&file.display().to_string());
     Ok(NewImage {
         id: c.id,
         location: Some(location.display().to_string()),
@@ -174,5 +191,6 @@ fn check_image(c: Candidate, verify_decode: bool) -> Result<NewImage, (String, S
         sha256: Some(format!("{:x}", Sha256::digest(&bytes))),
         split: c.split,
         captions: c.captions,
+        metadata,
     })
 }

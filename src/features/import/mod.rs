@@ -194,6 +194,7 @@ impl ImportPlan {
             .images
             .iter()
             .map(|img| NewImage {
+                metadata: Default::default(),
                 id: img.id.clone(),
                 location: None,
                 width: None,

@@ -2,6 +2,8 @@
 //! and the validation of what clients send.
 
 pub mod embeddings;
+pub mod filter;
+pub mod photo;
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -40,6 +42,21 @@ pub struct TextSearchRequest {
     /// Which heads to search with (see /ready's `models`); default: the first.
     #[serde(default)]
     pub model: Option<String>,
+    /// Only images this filter keeps (EXIF, folder, your own fields).
+    #[serde(default)]
+    pub filter: Option<filter::SearchFilter>,
+}
+
+impl TextSearchRequest {
+    pub fn filter(&self) -> Result<Option<crate::data::filter::Filter>, ApiError> {
+        self.filter
+            .as_ref()
+            .map(|f| {
+                f.validate()
+                    .map_err(|e| ApiError::Invalid(format!("filter: {e}")))
+            })
+            .transpose()
+    }
 }
 
 fn default_k() -> i64 {
@@ -60,6 +77,9 @@ pub struct PageParams {
     pub min_score: Option<f64>,
     /// Which heads to search with (see /ready's `models`); default: the first.
     pub model: Option<String>,
+    /// A filter as JSON (the `SearchFilter` schema, as in `/v1/search/text`): only images it
+    /// keeps, or, for caption results, only captions of such images.
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -124,6 +144,18 @@ impl PageParams {
     pub fn page(&self) -> Result<Page, ApiError> {
         Page::new(self.k, self.offset, self.min_score)
     }
+
+    pub fn filter(&self) -> Result<Option<crate::data::filter::Filter>, ApiError> {
+        let Some(raw) = &self.filter else {
+            return Ok(None);
+        };
+        let parsed: filter::SearchFilter =
+            serde_json::from_str(raw).map_err(|e| ApiError::Invalid(format!("filter: {e}")))?;
+        parsed
+            .validate()
+            .map(Some)
+            .map_err(|e| ApiError::Invalid(format!("filter: {e}")))
+    }
 }
 
 /// One of an image's top labels from the image model's classifier, with its probability.
@@ -153,6 +185,9 @@ pub struct ImageHit {
     /// For images without captions: their top labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
+    /// EXIF, file facts and your own fields, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<photo::PhotoInfo>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -181,6 +216,7 @@ impl ImageResults {
                     score: m.score,
                     captions: m.captions,
                     tags: tags(m.tags),
+                    metadata: m.metadata.map(Into::into),
                 })
                 .collect(),
             took_ms: started.elapsed().as_secs_f64() * 1e3,
@@ -242,6 +278,8 @@ pub struct ImageInfo {
     pub height: Option<u32>,
     pub url: String,
     pub dataset: String,
+    /// EXIF, file facts and your own fields.
+    pub metadata: photo::PhotoInfo,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -260,6 +298,9 @@ pub struct UploadForm {
     pub caption: Vec<String>,
     /// Optional id: 1-128 characters of A-Z a-z 0-9 . _ - (default: derived from the content).
     pub id: Option<String>,
+    /// Optional JSON object of your own fields (strings, numbers, booleans, dates `2024-06-01`,
+    /// or lists of them; at most 64), filterable with `filter.fields`.
+    pub metadata: Option<String>,
 }
 
 /// Multipart form of `POST /v1/search/image`.

@@ -16,7 +16,7 @@ use super::super::{
     service::Upload,
     state::AppState,
 };
-use crate::data::ImageId;
+use crate::data::{metadata::UserFields, ImageId};
 
 /// Path ids go through the same validation as stored ids, so none can name a file.
 pub fn parse_id(raw: &str) -> Result<ImageId, ApiError> {
@@ -43,6 +43,7 @@ pub async fn upload(
         .ok_or_else(|| ApiError::Invalid("missing the `image` field".into()))?;
     let mut captions = Vec::new();
     let mut id = None;
+    let mut fields = UserFields::default();
     for (name, value) in form.fields {
         match name.as_str() {
             "caption" => {
@@ -60,9 +61,15 @@ pub async fn upload(
             "id" => {
                 id = Some(ImageId::new(value.trim()).map_err(|e| ApiError::Invalid(e.to_string()))?)
             }
+            "metadata" => {
+                let json: serde_json::Value = serde_json::from_str(&value)
+                    .map_err(|e| ApiError::Invalid(format!("metadata is not JSON: {e}")))?;
+                fields =
+                    UserFields::from_json(&json).map_err(|e| ApiError::Invalid(e.to_string()))?;
+            }
             other => {
                 return Err(ApiError::Invalid(format!(
-                    "unknown form field {other:?} (expected image, caption, id)"
+                    "unknown form field {other:?} (expected image, caption, id, metadata)"
                 )))
             }
         }
@@ -77,6 +84,7 @@ pub async fn upload(
             bytes,
             captions,
             id,
+            fields,
         })
         .await?;
     Ok((
@@ -111,6 +119,7 @@ pub async fn get_image(
         width: details.record.width,
         height: details.record.height,
         dataset: details.record.dataset,
+        metadata: details.metadata.into(),
     }))
 }
 

@@ -15,6 +15,7 @@ use super::super::{
     input::{ApiJson, ApiQuery, Form, ImageBody},
     state::AppState,
 };
+use crate::index::SearchRequest;
 
 /// An image query's page and image bytes. The form stays with the handler: it holds one of the
 /// image-request slots, which must last until the request is answered.
@@ -22,7 +23,7 @@ fn image_query(params: &PageParams, form: &mut Form) -> Result<(Page, Bytes), Ap
     let page = params.page()?;
     if let Some((name, _)) = form.fields.first() {
         return Err(ApiError::Invalid(format!(
-            "unknown field `{name}`: an image query takes only the `image` field (paging goes in the query string)"
+            "unknown field `{name}`: an image query takes only the `image` field (paging and `filter` go in the query string)"
         )));
     }
     let bytes = form
@@ -41,13 +42,21 @@ pub async fn search_text(
 ) -> Result<Json<ImageResults>, ApiError> {
     let started = Instant::now();
     let page = Page::new(Some(req.k), Some(req.offset), req.min_score)?;
+    let filter = req.filter()?;
     let text: String = req.query.trim().chars().take(MAX_QUERY_CHARS).collect();
     if text.is_empty() {
         return Err(ApiError::Invalid("query must not be empty".into()));
     }
     let ranked = state
         .service()?
-        .search_text(req.model.as_deref(), text, page.query())
+        .search_text(
+            req.model.as_deref(),
+            text,
+            SearchRequest {
+                page: page.query(),
+                filter: filter.as_ref(),
+            },
+        )
         .await?;
     Ok(Json(ImageResults::new(ranked, page, started)))
 }
@@ -63,9 +72,17 @@ pub async fn search_image(
 ) -> Result<Json<CaptionResults>, ApiError> {
     let started = Instant::now();
     let (page, bytes) = image_query(&params, &mut form)?;
+    let filter = params.filter()?;
     let ranked = state
         .service()?
-        .search_image(params.model.as_deref(), bytes, page.query())
+        .search_image(
+            params.model.as_deref(),
+            bytes,
+            SearchRequest {
+                page: page.query(),
+                filter: filter.as_ref(),
+            },
+        )
         .await?;
     Ok(Json(CaptionResults::new(ranked, page, started)))
 }
@@ -81,9 +98,17 @@ pub async fn search_similar(
 ) -> Result<Json<ImageResults>, ApiError> {
     let started = Instant::now();
     let (page, bytes) = image_query(&params, &mut form)?;
+    let filter = params.filter()?;
     let ranked = state
         .service()?
-        .search_similar(params.model.as_deref(), bytes, page.query())
+        .search_similar(
+            params.model.as_deref(),
+            bytes,
+            SearchRequest {
+                page: page.query(),
+                filter: filter.as_ref(),
+            },
+        )
         .await?;
     Ok(Json(ImageResults::new(ranked, page, started)))
 }
@@ -99,10 +124,18 @@ pub async fn captions_for_image(
 ) -> Result<Json<CaptionResults>, ApiError> {
     let started = Instant::now();
     let page = params.page()?;
+    let filter = params.filter()?;
     let id = super::images::parse_id(&id)?;
     let ranked = state
         .service()?
-        .captions_of(params.model.as_deref(), &id, page.query())
+        .captions_of(
+            params.model.as_deref(),
+            &id,
+            SearchRequest {
+                page: page.query(),
+                filter: filter.as_ref(),
+            },
+        )
         .await?;
     Ok(Json(CaptionResults::new(ranked, page, started)))
 }
@@ -117,10 +150,18 @@ pub async fn similar(
 ) -> Result<Json<ImageResults>, ApiError> {
     let started = Instant::now();
     let page = params.page()?;
+    let filter = params.filter()?;
     let id = super::images::parse_id(&id)?;
     let ranked = state
         .service()?
-        .similar(params.model.as_deref(), &id, page.query())
+        .similar(
+            params.model.as_deref(),
+            &id,
+            SearchRequest {
+                page: page.query(),
+                filter: filter.as_ref(),
+            },
+        )
         .await?;
     Ok(Json(ImageResults::new(ranked, page, started)))
 }

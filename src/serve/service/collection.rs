@@ -8,6 +8,7 @@ use super::{Service, ServiceError};
 use crate::{
     data::{
         catalog::{ImageRecord, NewImage, StoredVector},
+        metadata::{PhotoMetadata, UserFields},
         CaptionKey, ImageId,
     },
     index::pgvector::PgRows,
@@ -19,11 +20,14 @@ pub struct Upload {
     pub bytes: Bytes,
     pub captions: Vec<String>,
     pub id: Option<ImageId>,
+    /// The user's own fields (the form's `metadata` JSON object).
+    pub fields: UserFields,
 }
 
 /// An image's catalog record, caption texts and tags.
 pub struct ImageDetails {
     pub record: ImageRecord,
+    pub metadata: PhotoMetadata,
     pub captions: Vec<String>,
     pub tags: Vec<super::Tag>,
 }
@@ -50,11 +54,16 @@ impl Service {
             bytes,
             captions,
             id,
+            fields,
         } = upload;
         let sha = format!("{:x}", Sha256::digest(&bytes));
         let id = match id {
             Some(id) => id,
             None => ImageId::new(format!("img-{}", &sha[..16])).expect("hex id is valid"),
+        };
+        let metadata = PhotoMetadata {
+            fields,
+            ..PhotoMetadata::from_image_bytes(&bytes)
         };
         // decoding validates the bytes (and sniffs the real format) before anything is stored
         let image = self.engine.encode_image(bytes.clone()).await?;
@@ -115,6 +124,7 @@ impl Service {
             sha256: Some(sha),
             split: None,
             captions,
+            metadata,
         };
         let mut pg = PgRows::default();
         for e in &embeddings {
@@ -250,8 +260,15 @@ impl Service {
             .await?
             .remove(id.as_str())
             .unwrap_or_default();
+        let metadata = self
+            .catalog
+            .metadata_of_many(&[id.as_str()])
+            .await?
+            .remove(id.as_str())
+            .unwrap_or_default();
         Ok(ImageDetails {
             record,
+            metadata,
             captions,
             tags,
         })

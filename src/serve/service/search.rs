@@ -5,8 +5,9 @@ use axum::body::Bytes;
 
 use super::{Service, ServiceError, Space, Tag};
 use crate::{
+    data::{filter::Filter, metadata::PhotoMetadata},
     data::{CaptionKey, ImageId},
-    index::{Hit, Query},
+    index::{Hit, SearchRequest},
     vectors::Embedding,
 };
 
@@ -16,6 +17,7 @@ pub struct ImageMatch {
     pub score: f32,
     pub captions: Vec<String>,
     pub tags: Vec<Tag>,
+    pub metadata: Option<PhotoMetadata>,
 }
 
 /// A caption found, with its text.
@@ -39,7 +41,7 @@ impl Service {
         &self,
         model: Option<&str>,
         text: String,
-        page: Query,
+        request: SearchRequest<'_>,
     ) -> Result<Ranked<ImageMatch>, ServiceError> {
         let space = self.space(model)?;
         let features = match self.query_cache.as_ref().and_then(|c| c.get(&text)) {
@@ -53,7 +55,7 @@ impl Service {
             }
         };
         let q = space.project_text(&features)?;
-        let hits = space.images.search(&q, page).await?;
+        let hits = space.images.search(&q, request).await?;
         self.ranked_images(space, hits).await
     }
 
@@ -62,12 +64,12 @@ impl Service {
         &self,
         model: Option<&str>,
         bytes: Bytes,
-        page: Query,
+        request: SearchRequest<'_>,
     ) -> Result<Ranked<CaptionMatch>, ServiceError> {
         let space = self.space(model)?;
         let image = self.engine.encode_image(bytes).await?;
         let q = space.project_image(&image.features)?;
-        let hits = space.captions.search(&q, page).await?;
+        let hits = space.captions.search(&q, request).await?;
         let mut ranked = self.ranked_captions(space, hits).await?;
         ranked.query_tags = self.tags(vec![image.features]).await?.remove(0);
         Ok(ranked)
@@ -78,12 +80,12 @@ impl Service {
         &self,
         model: Option<&str>,
         bytes: Bytes,
-        page: Query,
+        request: SearchRequest<'_>,
     ) -> Result<Ranked<ImageMatch>, ServiceError> {
         let space = self.space(model)?;
         let image = self.engine.encode_image(bytes).await?;
         let q = space.project_image(&image.features)?;
-        let hits = space.images.search(&q, page).await?;
+        let hits = space.images.search(&q, request).await?;
         let mut ranked = self.ranked_images(space, hits).await?;
         ranked.query_tags = self.tags(vec![image.features]).await?.remove(0);
         Ok(ranked)
@@ -95,11 +97,11 @@ impl Service {
         &self,
         model: Option<&str>,
         id: &ImageId,
-        page: Query,
+        request: SearchRequest<'_>,
     ) -> Result<Ranked<CaptionMatch>, ServiceError> {
         let space = self.space(model)?;
         let q = self.stored_image(space, id).await?;
-        let hits = space.captions.search(&q, page).await?;
+        let hits = space.captions.search(&q, request).await?;
         self.ranked_captions(space, hits).await
     }
 
@@ -108,27 +110,26 @@ impl Service {
         &self,
         model: Option<&str>,
         id: &ImageId,
-        page: Query,
+        request: SearchRequest<'_>,
     ) -> Result<Ranked<ImageMatch>, ServiceError> {
         let space = self.space(model)?;
         let q = self.stored_image(space, id).await?;
-        // The image is (usually) its own nearest neighbour and is left out, so the page is cut
-        // from the list without it: ranks 0..offset+k+1 with the image, then skip and take.
-        // (Asking the index for `offset` onwards would shift every page after the image's rank.)
-        let with_self = Query {
-            k: page.offset + page.k + 1,
-            offset: 0,
-            min_score: page.min_score,
+        // the image is its own nearest neighbour: left out by the filter, so pages stay aligned
+        let not_itself = Filter::NotImage(id.clone());
+        let filter = match request.filter {
+            Some(f) => f.clone().and(not_itself),
+            None => not_itself,
         };
-        let hits: Vec<Hit> = space
+        let hits = space
             .images
-            .search(&q, with_self)
-            .await?
-            .into_iter()
-            .filter(|h| h.key != id.as_str())
-            .skip(page.offset)
-            .take(page.k)
-            .collect();
+            .search(
+                &q,
+                SearchRequest {
+                    page: request.page,
+                    filter: Some(&filter),
+                },
+            )
+            .await?;
         self.ranked_images(space, hits).await
     }
 
@@ -157,6 +158,7 @@ impl Service {
             .map(|k| k.to_string())
             .collect();
         let mut tags = self.stored_tags(&uncaptioned).await?;
+        let mut metadata = self.catalog.metadata_of_many(&keys).await?;
         let matches: Vec<ImageMatch> = hits
             .into_iter()
             .map(|hit| {
@@ -168,6 +170,7 @@ impl Service {
                     .collect();
                 Ok(ImageMatch {
                     tags: tags.remove(&hit.key).unwrap_or_default(),
+                    metadata: metadata.remove(&hit.key),
                     image: ImageId::new(hit.key)
                         .map_err(|e| ServiceError::Corrupt(e.to_string()))?,
                     score: hit.score,
