@@ -3,7 +3,8 @@
 //
 // usage: node e2e.mjs BASE_URL PHOTO_PATH SCREENSHOT_PATH
 // Types a caption and expects ranked images; uploads a photo through the file picker and
-// expects captions; fails on any browser console error. Writes a screenshot.
+// expects captions; narrows the results with the filter bar's dates; fails on any browser
+// console error. Writes a screenshot.
 import { writeFileSync } from "node:fs";
 import { withBrowser } from "./webdriver.mjs";
 
@@ -28,6 +29,15 @@ await withBrowser(async ({ cmd, find, waitFor, text, go, screenshot }) => {
   const captions = await waitFor("#caption-results .caption-result", "caption results");
   const firstCaption = await cmd("GET", `/element/${captions[0]}/attribute/data-image-id`);
   if (firstCaption !== "coffee") throw new Error(`first caption for the coffee photo belongs to ${firstCaption}`);
+
+  // the filter bar: July 2024 keeps only the photo whose EXIF says it was taken then
+  await cmd("POST", "/execute/sync", { script: "document.getElementById('taken-from').value = '2024-07-01'; document.getElementById('taken-to').value = '2024-07-31';", args: [] });
+  await cmd("POST", `/element/${(await find("#search-form button"))[0]}/click`, {});
+  // (waits for the grid to hold that one photo alone: the unfiltered grid held five)
+  const filtered = await waitFor('#results .result:only-child[data-image-id="beach"]', "only the July 2024 photo");
+  const taken = await text(filtered[0]);
+  if (!taken.includes("taken 2024-07-14 16:03:11+02:00")) throw new Error(`taken-at not shown: ${taken}`);
+  await cmd("POST", `/element/${(await find("#clear-filters"))[0]}/click`, {});
 
   // an error is shown, not swallowed
   await cmd("POST", `/element/${query}/clear`, {});

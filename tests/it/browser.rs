@@ -29,6 +29,19 @@ async fn search_page_works_in_headless_chromium() {
             201
         );
     }
+    // a photo whose EXIF says when it was taken, for the filter bar
+    let beach = std::fs::read(fixture("exif/2024/summer/beach.jpg")).unwrap();
+    let form = multipart::Form::new()
+        .part("image", multipart::Part::bytes(beach))
+        .text("caption", "a made-up picture with a date")
+        .text("id", "beach");
+    let r = c
+        .post(server.url("/v1/images"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     let photo = kit_model("demo-gallery").join("images/coffee.png");
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-e2e.png");
     let out = tokio::process::Command::new("node")
