@@ -192,6 +192,7 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::NotFound(message) => Self::NotFound(message),
+            ServiceError::Invalid(message) => Self::Invalid(message),
             ServiceError::Conflict(id) => Self::Conflict(id.to_string()),
             ServiceError::UnknownModel { .. } => Self::Invalid(e.to_string()),
             ServiceError::Engine(e) => e.into(),

@@ -27,6 +27,7 @@ mod photo_filters;
 mod postgres_catalog;
 mod postgres_faults;
 mod postgres_replicas;
+mod query_terms;
 mod report;
 mod serve_api;
 mod serve_crash;

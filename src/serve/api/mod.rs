@@ -4,6 +4,7 @@
 pub mod embeddings;
 pub mod filter;
 pub mod photo;
+pub mod terms;
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -26,8 +27,14 @@ pub const MAX_QUERY_CHARS: usize = 8192;
 #[serde(deny_unknown_fields)]
 pub struct TextSearchRequest {
     /// The caption to search with. Longer than the text encoder's limit is truncated, not refused.
+    /// Give `query` or `terms`, not both.
+    #[serde(default)]
     #[schema(min_length = 1)]
-    pub query: String,
+    pub query: Option<String>,
+    /// A weighted query (1 to 8 terms): captions, images in the collection and uploaded images,
+    /// combined in the joint space; negative weights subtract (`"beach" - "people"`).
+    #[serde(default)]
+    pub terms: Option<Vec<terms::QueryTermRequest>>,
     /// Results per page, 1..=100.
     #[serde(default = "default_k")]
     #[schema(minimum = 1, maximum = 100, default = 10)]

@@ -10,7 +10,9 @@ use axum::{
 };
 
 use super::super::{
-    api::{CaptionResults, ImageResults, Page, PageParams, TextSearchRequest, MAX_QUERY_CHARS},
+    api::{
+        terms, CaptionResults, ImageResults, Page, PageParams, TextSearchRequest, MAX_QUERY_CHARS,
+    },
     error::ApiError,
     input::{ApiJson, ApiQuery, Form, ImageBody},
     state::AppState,
@@ -43,21 +45,33 @@ pub async fn search_text(
     let started = Instant::now();
     let page = Page::new(Some(req.k), Some(req.offset), req.min_score)?;
     let filter = req.filter()?;
-    let text: String = req.query.trim().chars().take(MAX_QUERY_CHARS).collect();
-    if text.is_empty() {
-        return Err(ApiError::Invalid("query must not be empty".into()));
-    }
-    let ranked = state
-        .service()?
-        .search_text(
-            req.model.as_deref(),
-            text,
-            SearchRequest {
-                page: page.query(),
-                filter: filter.as_ref(),
-            },
-        )
-        .await?;
+    let request = SearchRequest {
+        page: page.query(),
+        filter: filter.as_ref(),
+    };
+    let service = state.service()?;
+    let ranked = match (&req.query, &req.terms) {
+        (Some(query), None) => {
+            let text: String = query.trim().chars().take(MAX_QUERY_CHARS).collect();
+            if text.is_empty() {
+                return Err(ApiError::Invalid("query must not be empty".into()));
+            }
+            service
+                .search_text(req.model.as_deref(), text, request)
+                .await?
+        }
+        (None, Some(terms)) => {
+            let terms = terms::validate(terms).map_err(ApiError::Invalid)?;
+            service
+                .search_terms(req.model.as_deref(), terms, request)
+                .await?
+        }
+        _ => {
+            return Err(ApiError::Invalid(
+                "give `query` (a caption) or `terms` (a weighted query), one of them".into(),
+            ))
+        }
+    };
     Ok(Json(ImageResults::new(ranked, page, started)))
 }
 

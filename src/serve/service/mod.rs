@@ -5,6 +5,7 @@
 //! as [`Ranked`] matches. Handlers call one method each and map its result; nothing here knows
 //! HTTP, and nothing below knows JSON.
 
+mod arithmetic;
 mod collection;
 mod embeddings;
 mod library;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
+pub use arithmetic::{QueryTerm, WeightedTerm};
 pub use collection::{ImageDetails, ImageFile, Upload};
 pub use embeddings::{EmbedInput, Embedded};
 pub use library::LibraryConfig;
@@ -36,6 +38,9 @@ use crate::{
 pub enum ServiceError {
     #[error("{0}")]
     NotFound(String),
+    /// A request the service cannot answer as asked (its terms cancel out, say).
+    #[error("{0}")]
+    Invalid(String),
     #[error("an image with id {:?} already exists", .0.as_str())]
     Conflict(ImageId),
     #[error("unknown model {name:?}; this server has {available:?}")]

@@ -8,7 +8,7 @@ use crate::{
     data::{filter::Filter, metadata::PhotoMetadata},
     data::{CaptionKey, ImageId},
     index::{Hit, SearchRequest},
-    vectors::Embedding,
+    vectors::{Embedding, Features},
 };
 
 /// An image found, with its captions (or, when it has none, its tags).
@@ -44,17 +44,7 @@ impl Service {
         request: SearchRequest<'_>,
     ) -> Result<Ranked<ImageMatch>, ServiceError> {
         let space = self.space(model)?;
-        let features = match self.query_cache.as_ref().and_then(|c| c.get(&text)) {
-            Some(features) => features,
-            None => {
-                let features = self.engine.encode_text(text.clone()).await?;
-                if let Some(cache) = &self.query_cache {
-                    cache.insert(&text, features.clone());
-                }
-                features
-            }
-        };
-        let q = space.project_text(&features)?;
+        let q = space.project_text(&self.text_features(text).await?)?;
         let hits = space.images.search(&q, request).await?;
         self.ranked_images(space, hits).await
     }
@@ -133,8 +123,24 @@ impl Service {
         self.ranked_images(space, hits).await
     }
 
+    /// A caption's features, from the query cache when it was asked recently.
+    pub(super) async fn text_features(&self, text: String) -> Result<Features, ServiceError> {
+        if let Some(features) = self.query_cache.as_ref().and_then(|c| c.get(&text)) {
+            return Ok(features);
+        }
+        let features = self.engine.encode_text(text.clone()).await?;
+        if let Some(cache) = &self.query_cache {
+            cache.insert(&text, features.clone());
+        }
+        Ok(features)
+    }
+
     /// An indexed image as a query: its stored features projected into `space`.
-    async fn stored_image(&self, space: &Space, id: &ImageId) -> Result<Embedding, ServiceError> {
+    pub(super) async fn stored_image(
+        &self,
+        space: &Space,
+        id: &ImageId,
+    ) -> Result<Embedding, ServiceError> {
         let features = self
             .catalog
             .vector(&self.image_spec.id().0, id.as_str())
@@ -145,7 +151,7 @@ impl Service {
 
     /// Image hits with their captions (one catalog query for the whole page), and tags for the
     /// ones without captions.
-    async fn ranked_images(
+    pub(super) async fn ranked_images(
         &self,
         space: &Space,
         hits: Vec<Hit>,
