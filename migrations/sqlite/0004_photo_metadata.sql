@@ -28,5 +28,6 @@ CREATE TABLE image_fields (
     text_value   TEXT,          -- text, date (as given), bool ('true' / 'false')
     number_value REAL           -- number, date (wall clock as UTC seconds), bool (1 / 0)
 );
-CREATE INDEX image_fields_by_name ON image_fields (name, text_value);
+CREATE INDEX image_fields_by_text ON image_fields (name, text_value);
+CREATE INDEX image_fields_by_number ON image_fields (name, number_value);
 CREATE INDEX image_fields_by_image ON image_fields (image_id);

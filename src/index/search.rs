@@ -41,6 +41,10 @@ impl SearchIndex {
         match self {
             Self::Memory { index, catalog } => match request.filter {
                 None => index.search(q, request.page),
+                // "more like this": one item left out needs no catalog round trip
+                Some(Filter::NotImage(id)) if index.contains(id.as_str()) => {
+                    index.search_without(q, request.page, id.as_str())
+                }
                 Some(filter) => {
                     let images: HashSet<String> =
                         catalog.images_matching(filter).await?.into_iter().collect();
