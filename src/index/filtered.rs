@@ -100,16 +100,6 @@ impl VectorIndex {
                 found
             }
         };
-        let hits = found
-            .into_iter()
-            .skip(query.offset)
-            .take(query.k)
-            .filter(|(_, s)| query.min_score.is_none_or(|m| *s >= m))
-            .map(|(id, score)| Hit {
-                key: inner.keys[id].clone(),
-                score,
-            })
-            .collect();
-        Ok((hits, plan))
+        Ok((inner.page(found, query), plan))
     }
 }

@@ -70,6 +70,22 @@ pub struct Query {
     pub min_score: Option<f32>,
 }
 
+impl Inner {
+    /// The `offset..offset+k` slice of ranked (id, score) pairs above `min_score`, as hits.
+    fn page(&self, found: Vec<(usize, f32)>, query: Query) -> Vec<Hit> {
+        found
+            .into_iter()
+            .skip(query.offset)
+            .take(query.k)
+            .filter(|(_, s)| query.min_score.is_none_or(|m| *s >= m))
+            .map(|(id, score)| Hit {
+                key: self.keys[id].clone(),
+                score,
+            })
+            .collect()
+    }
+}
+
 struct Inner {
     ann: Ann,
     /// internal id → key
@@ -268,16 +284,7 @@ impl VectorIndex {
             ef *= 2;
             found = inner.ann.search(q, want, ef, &inner.dead);
         }
-        Ok(found
-            .into_iter()
-            .skip(query.offset)
-            .take(query.k)
-            .filter(|(_, s)| query.min_score.is_none_or(|m| *s >= m))
-            .map(|(id, score)| Hit {
-                key: inner.keys[id].clone(),
-                score,
-            })
-            .collect())
+        Ok(inner.page(found, query))
     }
 
     /// The same index searched with another beam width (for benchmarks and tuning).
