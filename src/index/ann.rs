@@ -105,6 +105,15 @@ impl Ann {
         }
     }
 
+    /// Node `id`'s vector.
+    pub fn vector(&self, dims: usize, id: usize) -> &[f32] {
+        let arena = match self {
+            Self::Exact { vectors, .. } => vectors.as_slice(),
+            Self::Graph(g) => g.vectors(),
+        };
+        &arena[id * dims..(id + 1) * dims]
+    }
+
     /// The `k` best of `ids` by a scan of their vectors (a selective filter's plan).
     pub fn exact_among(
         &self,

@@ -7,12 +7,14 @@
 
 pub mod ann;
 mod dot;
+mod duplicates;
 mod filtered;
 mod hnsw;
 pub mod open;
 pub mod pgvector;
 mod search;
 mod store;
+mod writes;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -21,10 +23,12 @@ use std::{
 
 use ann::Ann;
 pub use ann::IndexParams;
+pub use duplicates::NearPair;
 pub use filtered::{FilterPlan, EXACT_BELOW_FRACTION};
 use hnsw::Hnsw;
 pub use search::{SearchIndex, SearchRequest};
 pub use store::StoreError;
+pub use writes::IndexWrites;
 
 use crate::vectors::Embedding;
 

@@ -12,10 +12,10 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use super::project_stored;
-use super::{ann::IndexParams, Hit, Query};
+use super::{ann::IndexParams, FilterPlan, Hit, NearPair, Query};
 use crate::{
     data::{
-        catalog::{filter::ImageSelection, is_transient, stored_vector, LinkedWrites},
+        catalog::{filter::ImageSelection, is_transient, stored_vector},
         filter::Filter,
         Catalog, CatalogError, ImageId,
     },
@@ -305,18 +305,33 @@ impl PgVectorIndex {
         Ok(n as usize)
     }
 
-    /// The `offset..offset+k` nearest by cosine, best first, above `min_score`. HNSW returns at
-    /// most `hnsw.ef_search` rows, so the beam is widened to cover the page. Transient database
-    /// errors are retried twice.
+    /// The `offset..offset+k` nearest by cosine, best first, above `min_score`, among the
+    /// images `filter` keeps. HNSW returns at most `hnsw.ef_search` rows, so the beam is widened
+    /// to cover the page. Transient database errors are retried twice.
     pub async fn search(
         &self,
         q: &Embedding,
         query: Query,
         filter: Option<&Filter>,
     ) -> Result<Vec<Hit>, PgIndexError> {
+        Ok(self
+            .search_planned(q, query, filter, FilterPlan::Auto)
+            .await?
+            .0)
+    }
+
+    /// [`Self::search`] with the filtered plan chosen by the caller (benchmarks), and the plan
+    /// that answered.
+    pub async fn search_planned(
+        &self,
+        q: &Embedding,
+        query: Query,
+        filter: Option<&Filter>,
+        plan: FilterPlan,
+    ) -> Result<(Vec<Hit>, FilterPlan), PgIndexError> {
         let mut attempt = 0;
         loop {
-            match self.search_once(q, query, filter).await {
+            match self.search_once(q, query, filter, plan).await {
                 // a dropped connection is worth another try on a fresh one; a pool that found
                 // no connection within its timeout would only make the client wait again
                 Err(e) if attempt < 2 && e.is_transient() && !e.is_pool_timeout() => {
@@ -333,70 +348,174 @@ impl PgVectorIndex {
         q: &Embedding,
         query: Query,
         filter: Option<&Filter>,
-    ) -> Result<Vec<Hit>, PgIndexError> {
+        plan: FilterPlan,
+    ) -> Result<(Vec<Hit>, FilterPlan), PgIndexError> {
         let ef = self.ef_search.max(query.offset + query.k);
         let mut tx = self.pool.begin().await?;
         sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL hnsw.ef_search = {ef}")))
             .execute(&mut *tx)
             .await?;
-        // a filter is a condition in the same query: pgvector's iterative index scan (0.8+)
-        // keeps walking the graph until the page is full of rows that pass it, in exact order.
-        // (Counting the kept rows first, to score few of them exactly as the in-process index
-        // does, cost 6x the queries/s at 50% kept in scripts/bench/bench-filters: not yet.)
-        let selection = filter.map(|f| ImageSelection::new(f, 4));
-        if selection.is_some() {
-            sqlx::raw_sql("SET LOCAL hnsw.iterative_scan = strict_order")
-                .execute(&mut *tx)
-                .await?;
-        }
-        let condition = selection
-            .as_ref()
-            .map(|s| format!("WHERE image_id IN ({})", s.sql))
-            .unwrap_or_default();
-        let sql = format!(
-            "SELECT item, CAST(1 - (embedding <=> CAST($1 AS vector)) AS DOUBLE PRECISION)
-             FROM {} {condition} ORDER BY embedding <=> CAST($1 AS vector) LIMIT $2 OFFSET $3",
-            self.table
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql))
+        let (sql, selection, plan) = match filter {
+            None => (
+                format!(
+                    "SELECT item, {SCORE} FROM {} ORDER BY embedding <=> CAST($1 AS vector) LIMIT $2 OFFSET $3",
+                    self.table
+                ),
+                None,
+                plan,
+            ),
+            Some(filter) => {
+                let plan = match plan {
+                    FilterPlan::Auto => {
+                        let limit = PG_EXACT_BELOW_ROWS.max(2 * ef);
+                        if self.kept_at_most(&mut tx, filter, limit).await? {
+                            FilterPlan::Exact
+                        } else {
+                            FilterPlan::Graph
+                        }
+                    }
+                    chosen => chosen,
+                };
+                let selection = ImageSelection::new(filter, 4);
+                let sql = match plan {
+                    // a materialised set has no index: every kept row is scored
+                    FilterPlan::Exact => format!(
+                        "WITH kept AS MATERIALIZED (SELECT item, embedding FROM {} WHERE image_id IN ({}))
+                         SELECT item, {SCORE} FROM kept ORDER BY embedding <=> CAST($1 AS vector) LIMIT $2 OFFSET $3",
+                        self.table, selection.sql
+                    ),
+                    // pgvector's iterative index scan (0.8+) keeps walking the graph until the
+                    // page is full of rows that pass the condition, in exact order
+                    _ => {
+                        sqlx::raw_sql("SET LOCAL hnsw.iterative_scan = strict_order")
+                            .execute(&mut *tx)
+                            .await?;
+                        format!(
+                            "SELECT item, {SCORE} FROM {} WHERE image_id IN ({})
+                             ORDER BY embedding <=> CAST($1 AS vector) LIMIT $2 OFFSET $3",
+                            self.table, selection.sql
+                        )
+                    }
+                };
+                (sql, Some(selection), plan)
+            }
+        };
+        let mut statement = sqlx::query(AssertSqlSafe(sql))
             .bind(vector_literal(q.as_slice()))
             .bind(query.k as i64)
             .bind(query.offset as i64);
         if let Some(s) = &selection {
-            q = s.bind(q);
+            statement = s.bind(statement);
         }
-        let rows = q.fetch_all(&mut *tx).await?;
+        let rows = statement.fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        Ok(rows
+        let hits = rows
             .iter()
             .map(|r| Hit {
                 key: r.get(0),
                 score: r.get::<f64, _>(1) as f32,
             })
             .take_while(|h| query.min_score.is_none_or(|m| h.score >= m))
-            .collect())
+            .collect();
+        Ok((hits, plan))
+    }
+
+    /// Whether `filter` keeps at most `limit` rows of the table: a count that stops at
+    /// `limit + 1`, so a broad filter costs a bounded scan rather than a full count.
+    async fn kept_at_most(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<bool, PgIndexError> {
+        let selection = ImageSelection::new(filter, 2);
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {} WHERE image_id IN ({}) LIMIT $1) AS kept",
+            self.table, selection.sql
+        );
+        let counted: i64 = selection
+            .bind(sqlx::query(AssertSqlSafe(sql)).bind(limit as i64 + 1))
+            .fetch_one(&mut *conn)
+            .await?
+            .get(0);
+        Ok(counted as usize <= limit)
     }
 }
 
-/// Embeddings for pgvector tables, written inside the catalog's transaction that inserts their
-/// images (`Catalog::insert_with_vectors`, `apply_library_changes`), so a 201 means catalog rows
-/// and embeddings are both durable.
-#[derive(Default)]
-pub struct PgRows<'a> {
-    /// (table, item key, the item's image, embedding)
-    pub rows: Vec<(&'a PgVectorIndex, String, &'a ImageId, &'a Embedding)>,
+impl PgVectorIndex {
+    /// For up to `chunk` items after `after` in key order: their up to `per_item` nearest other
+    /// items scoring at least `min_score` (pgvector's index serves each lateral search), and the
+    /// last item read (`None` at the end of the table).
+    pub async fn near_pairs_after(
+        &self,
+        after: &str,
+        chunk: usize,
+        min_score: f32,
+        per_item: usize,
+    ) -> Result<(Vec<NearPair>, Option<String>), PgIndexError> {
+        let mut tx = self.pool.begin().await?;
+        let ef = self.ef_search.max(per_item + 1);
+        sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL hnsw.ef_search = {ef}")))
+            .execute(&mut *tx)
+            .await?;
+        let table = &self.table;
+        let items: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT item FROM {table} WHERE item > $1 ORDER BY item LIMIT $2"
+        )))
+        .bind(after)
+        .bind(chunk as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = items.last().cloned() else {
+            tx.commit().await?;
+            return Ok((Vec::new(), None));
+        };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT a.item, n.item, n.score FROM {table} a CROSS JOIN LATERAL (
+                 SELECT b.item, CAST(1 - (b.embedding <=> a.embedding) AS DOUBLE PRECISION) AS score
+                 FROM {table} b WHERE b.item <> a.item
+                 ORDER BY b.embedding <=> a.embedding LIMIT $3) AS n
+             WHERE a.item > $1 AND a.item <= $2 AND n.score >= $4"
+        )))
+        .bind(after)
+        .bind(last.as_str())
+        .bind(per_item as i64)
+        .bind(min_score as f64)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let pairs = rows
+            .iter()
+            .map(|r| NearPair::new(r.get(0), r.get(1), r.get::<f64, _>(2) as f32))
+            .collect();
+        let more = items.len() == chunk;
+        Ok((pairs, more.then_some(last)))
+    }
 }
 
-impl LinkedWrites for PgRows<'_> {
-    async fn write(&self, conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-        for (index, item, image, embedding) in &self.rows {
-            sqlx::query(AssertSqlSafe(insert_statement(&index.table)))
-                .bind(item)
-                .bind(image.as_str())
-                .bind(vector_literal(embedding.as_slice()))
-                .execute(&mut *conn)
-                .await?;
-        }
+/// The score column: cosine similarity as a double.
+const SCORE: &str = "CAST(1 - (embedding <=> CAST($1 AS vector)) AS DOUBLE PRECISION)";
+
+/// A filter keeping at most this many rows is answered by scoring all of them (the iterative
+/// graph scan misses neighbours when few rows pass: recall@10 0.911 at 1% of 50k in
+/// scripts/bench/bench-filters, AMD EPYC AVX2).
+pub const PG_EXACT_BELOW_ROWS: usize = 2000;
+
+impl PgVectorIndex {
+    /// Store one embedding on `conn` (the catalog transaction that writes its image).
+    pub(super) async fn write_row(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        item: &str,
+        image: &ImageId,
+        embedding: &Embedding,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(insert_statement(&self.table)))
+            .bind(item)
+            .bind(image.as_str())
+            .bind(vector_literal(embedding.as_slice()))
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 }

@@ -4,7 +4,12 @@
 
 use std::collections::HashSet;
 
-use super::{pgvector::PgVectorIndex, FilterPlan, Hit, IndexError, Query, VectorIndex};
+use super::{
+    duplicates::NearPair, pgvector::PgVectorIndex, FilterPlan, Hit, IndexError, Query, VectorIndex,
+};
+
+/// Items searched per step of a whole-index scan.
+const NEAR_PAIRS_CHUNK: usize = 256;
 use crate::{
     data::{filter::Filter, Catalog},
     vectors::Embedding,
@@ -63,6 +68,44 @@ impl SearchIndex {
                 Ok(index.search(q, request.page, request.filter).await?)
             }
         }
+    }
+
+    /// Every item's up to `per_item` nearest other items scoring at least `min_score`, each pair
+    /// once. One index search per item, in chunks: the in-process index lets other tasks run
+    /// between chunks, Postgres answers a chunk per lateral-join query.
+    pub async fn near_pairs(
+        &self,
+        min_score: f32,
+        per_item: usize,
+    ) -> Result<Vec<NearPair>, IndexError> {
+        let mut pairs = Vec::new();
+        match self {
+            Self::Memory { index, .. } => {
+                let span = index.id_span();
+                for start in (0..span).step_by(NEAR_PAIRS_CHUNK) {
+                    let ids = start..(start + NEAR_PAIRS_CHUNK).min(span);
+                    pairs.extend(index.near_pairs_among(ids, min_score, per_item));
+                    tokio::task::yield_now().await;
+                }
+            }
+            Self::Postgres(index) => {
+                let mut after = String::new();
+                loop {
+                    let (chunk, last) = index
+                        .near_pairs_after(&after, NEAR_PAIRS_CHUNK, min_score, per_item)
+                        .await?;
+                    pairs.extend(chunk);
+                    match last {
+                        Some(last) => after = last,
+                        None => break,
+                    }
+                }
+            }
+        }
+        // each pair is found from both ends (and, after a rebuild between chunks, maybe twice)
+        pairs.sort_by(|x, y| (&x.a, &x.b).cmp(&(&y.a, &y.b)));
+        pairs.dedup_by(|x, y| x.a == y.a && x.b == y.b);
+        Ok(pairs)
     }
 
     /// Items searchable now (a count query on Postgres; 0 when the database does not answer).

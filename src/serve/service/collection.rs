@@ -11,7 +11,7 @@ use crate::{
         metadata::{PhotoMetadata, UserFields},
         CaptionKey, ImageId,
     },
-    index::pgvector::PgRows,
+    index::IndexWrites,
     vectors::Embedding,
 };
 
@@ -126,22 +126,16 @@ impl Service {
             captions,
             metadata,
         };
-        let mut pg = PgRows::default();
+        let mut writes = IndexWrites::default();
         for e in &embeddings {
-            if let Some(index) = e.space.images.postgres() {
-                pg.rows.push((index, id.to_string(), &id, &e.image));
-            }
-            if let Some(index) = e.space.captions.postgres() {
-                pg.rows.extend(
-                    e.captions
-                        .iter()
-                        .map(|(key, v)| (index, key.clone(), &id, v)),
-                );
+            writes.upsert(&e.space.images, id.as_str(), &id, &e.image);
+            for (key, v) in &e.captions {
+                writes.upsert(&e.space.captions, key.as_str(), &id, v);
             }
         }
         let inserted = self
             .catalog
-            .insert_with_vectors(self.uploads_dataset, &new, &vectors, &pg)
+            .insert_with_vectors(self.uploads_dataset, &new, &vectors, &writes)
             .await
             .map_err(|e| self.catalog_error("writing the catalog", e))
             .and_then(|done| {
@@ -162,17 +156,8 @@ impl Service {
             }
             return Err(e);
         }
-        // 3. the in-process indexes (derived data)
-        for e in &embeddings {
-            if let Some(index) = e.space.images.memory() {
-                index.upsert(id.as_str(), &e.image)?;
-            }
-            if let Some(index) = e.space.captions.memory() {
-                for (key, v) in &e.captions {
-                    index.upsert(key, v)?;
-                }
-            }
-        }
+        // 3. the in-process indexes (derived data) follow the commit
+        writes.apply_committed()?;
         self.update_index_gauges().await;
         Ok(id)
     }
@@ -223,16 +208,17 @@ impl Service {
             return Err(not_found(id));
         }
         // pgvector rows went with the catalog rows (ON DELETE CASCADE); in-process indexes follow
+        let mut writes = IndexWrites::default();
         for space in &self.spaces {
-            if let Some(index) = space.images.memory() {
-                index.remove(id.as_str());
-            }
-            if let Some(index) = space.captions.memory() {
-                for c in &captions {
-                    index.remove(&CaptionKey::new(id.clone(), c.ordinal).to_string());
-                }
+            writes.remove(&space.images, id.as_str());
+            for c in &captions {
+                writes.remove(
+                    &space.captions,
+                    CaptionKey::new(id.clone(), c.ordinal).to_string(),
+                );
             }
         }
+        writes.apply_committed()?;
         let uploads = self.data.uploads().display().to_string();
         if let Some(location) = record
             .and_then(|r| r.location)

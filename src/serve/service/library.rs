@@ -11,7 +11,7 @@ use crate::{
         catalog::{Backend, LibraryChanges},
         CaptionKey, Catalog, DataDir, ImageId,
     },
-    index::pgvector::PgRows,
+    index::IndexWrites,
     library::{self, ApplyChanges, BatchEncoder, CatalogSink, Encoded, LocalEncoder, SyncReport},
     serve::engine::Engine,
     vectors::Embedding,
@@ -140,31 +140,22 @@ impl Service {
             }
             embeddings.push(rows);
         }
-        let mut pg = PgRows::default();
+        let mut writes = IndexWrites::default();
         for (space, rows) in self.spaces.iter().zip(&embeddings) {
-            if let Some(index) = space.images.postgres() {
-                pg.rows
-                    .extend(rows.iter().map(|(id, e)| (index, id.to_string(), *id, e)));
+            for id in &leaving {
+                writes.remove(&space.images, id.as_str());
+            }
+            for (id, e) in rows {
+                writes.upsert(&space.images, id.as_str(), id, e);
+            }
+            for key in &leaving_captions {
+                writes.remove(&space.captions, key.as_str());
             }
         }
         self.catalog
-            .apply_library_changes(lib.dataset_id, changes, &pg)
+            .apply_library_changes(lib.dataset_id, changes, &writes)
             .await?;
-        for (space, rows) in self.spaces.iter().zip(&embeddings) {
-            if let Some(index) = space.images.memory() {
-                for id in &leaving {
-                    index.remove(id.as_str());
-                }
-                for (id, e) in rows {
-                    index.upsert(id.as_str(), e)?;
-                }
-            }
-            if let Some(index) = space.captions.memory() {
-                for key in &leaving_captions {
-                    index.remove(key);
-                }
-            }
-        }
+        writes.apply_committed()?;
         self.update_index_gauges().await;
         Ok(())
     }
