@@ -3,6 +3,7 @@
 
 mod config;
 mod demo;
+mod duplicates;
 mod embed;
 mod eval;
 mod extract;
@@ -118,6 +119,8 @@ pub enum Command {
     /// PNG figures: recall@k curves, training curves, a grid of queries and retrievals.
     #[command(subcommand)]
     Report(report::ReportCommand),
+    /// Groups of near-duplicate images (what `GET /v1/duplicates` answers), one per line.
+    Duplicates(duplicates::DuplicatesArgs),
     /// Serve the HTTP API over the data directory's catalog, heads and indexes.
     Serve(serve::ServeArgs),
 }
@@ -149,6 +152,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             train::run(args, &catalog, data, &cli.models_dir, cli.device).await
         }),
         Command::Serve(args) => block_on(serve::run(
+            args,
+            data,
+            &cli.models_dir,
+            cli.database.as_deref(),
+            cli.device,
+        )),
+        Command::Duplicates(args) => block_on(duplicates::run(
             args,
             data,
             &cli.models_dir,

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(routes::images::get_file))
         .routes(routes!(routes::search::similar))
         .routes(routes!(routes::search::captions_for_image))
+        .routes(routes!(routes::duplicates::duplicates))
         .routes(routes!(routes::embeddings::embeddings))
         .routes(routes!(routes::embeddings::models))
         .layer(middleware::from_fn_with_state(state.clone(), database_gate))

@@ -3,7 +3,8 @@
 //
 // usage: node e2e.mjs BASE_URL PHOTO_PATH SCREENSHOT_PATH
 // Types a caption and expects ranked images; uploads a photo through the file picker and
-// expects captions; narrows the results with the filter bar's dates; fails on any browser
+// expects captions; narrows the results with the filter bar's dates; subtracts a photo through a
+// query chip; orders by date; fails on any browser
 // console error. Writes a screenshot.
 import { writeFileSync } from "node:fs";
 import { withBrowser } from "./webdriver.mjs";
@@ -37,6 +38,26 @@ await withBrowser(async ({ cmd, find, waitFor, text, go, screenshot }) => {
   const filtered = await waitFor('#results .result:only-child[data-image-id="beach"]', "only the July 2024 photo");
   const taken = await text(filtered[0]);
   if (!taken.includes("taken 2024-07-14 16:03:11+02:00")) throw new Error(`taken-at not shown: ${taken}`);
+  await cmd("POST", `/element/${(await find("#clear-filters"))[0]}/click`, {});
+
+  // query arithmetic on the page: "a tabby cat" minus the cat photo itself (a chip from its
+  // details) no longer ranks the cat first; removing the chip brings it back
+  const cat = await waitFor('#results .result:first-child[data-image-id="chelsea"]', "the cat first again");
+  await cmd("POST", `/element/${cat[0]}/click`, {});
+  await waitFor('#details[data-image-id="chelsea"]', "the cat's details");
+  await cmd("POST", `/element/${(await find("#subtract-image-term"))[0]}/click`, {});
+  await waitFor('#terms .chip[data-term="chelsea"]', "a chip for the subtracted photo");
+  await waitFor('#results .result:first-child:not([data-image-id="chelsea"])', "another image first");
+  const title = await text((await find("#results-title"))[0]);
+  if (!title.includes("“a tabby cat” − chelsea")) throw new Error(`terms not shown in the title: ${title}`);
+  await cmd("POST", `/element/${(await find('#terms .chip[data-term="chelsea"] button'))[0]}/click`, {});
+  await waitFor('#results .result:first-child[data-image-id="chelsea"]', "the cat first without the chip");
+
+  // date order: the relevant results by date, with the query's cut-off in the title
+  await cmd("POST", "/execute/sync", { script: "const o = document.getElementById('order'); o.value = 'taken_at'; o.dispatchEvent(new Event('change'));", args: [] });
+  const [orderedTitle] = await waitFor('#results-title[data-order="date"]', "results in date order");
+  const ordered = await text(orderedTitle);
+  if (!ordered.includes("by date")) throw new Error(`date order not applied: ${ordered}`);
   await cmd("POST", `/element/${(await find("#clear-filters"))[0]}/click`, {});
 
   // an error is shown, not swallowed

@@ -11,6 +11,7 @@ mod clip_search;
 mod clip_tokenizer;
 mod config;
 mod demo;
+mod duplicates;
 mod embeddings;
 mod encoders_loading;
 mod encoders_parity;

@@ -282,6 +282,101 @@ async fn check_filters(api: &Api<'_>, id: &Ids) {
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+/// `order: taken_at`: the candidates scoring at least the answer's cut-off, newest first with the
+/// undated last; `taken_at_asc` the same set oldest first; a filter still applies.
+async fn check_date_order(api: &Api<'_>) {
+    let ask = |body: Value| async move {
+        let r = api
+            .http
+            .post(api.url("/v1/search/text"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().await.unwrap()
+    };
+    let by_relevance = ask(json!({"query": "a photo", "k": 100})).await;
+    let newest = ask(json!({"query": "a photo", "k": 100, "order": "taken_at"})).await;
+    let cutoff = newest["cutoff"]
+        .as_f64()
+        .expect("a date order answers its cut-off");
+    let relevant: BTreeSet<String> = by_relevance["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["score"].as_f64().unwrap() >= cutoff)
+        .map(|h| h["image_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!relevant.is_empty());
+    assert_eq!(ids(&newest), relevant, "{newest}");
+    let taken = |answer: &Value| -> Vec<Option<String>> {
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["metadata"]["taken_at"].as_str().map(String::from))
+            .collect()
+    };
+    let instants = |answer: &Value| -> Vec<Option<i64>> {
+        taken(answer)
+            .into_iter()
+            .map(|t| t.map(|t| instant(&t)))
+            .collect()
+    };
+    let dates = instants(&newest);
+    let dated: Vec<i64> = dates.iter().flatten().copied().collect();
+    assert!(dated.windows(2).all(|w| w[0] >= w[1]), "{newest}");
+    // undated after every dated one
+    let first_undated = dates
+        .iter()
+        .position(Option::is_none)
+        .unwrap_or(dates.len());
+    assert!(
+        dates[first_undated..].iter().all(Option::is_none),
+        "{newest}"
+    );
+    let oldest = ask(json!({"query": "a photo", "k": 100, "order": "taken_at_asc"})).await;
+    assert_eq!(ids(&oldest), relevant);
+    let dated: Vec<i64> = instants(&oldest).into_iter().flatten().collect();
+    assert!(dated.windows(2).all(|w| w[0] <= w[1]), "{oldest}");
+    // a filter narrows the kept set; a page of it is its slice
+    let filtered = ask(json!({"query": "a photo", "k": 100, "order": "taken_at",
+        "filter": {"has_taken_at": true}}))
+    .await;
+    assert!(taken(&filtered).iter().all(Option::is_some), "{filtered}");
+    let page = ask(json!({"query": "a photo", "k": 1, "offset": 1, "order": "taken_at"})).await;
+    if newest["results"].as_array().unwrap().len() > 1 {
+        assert_eq!(
+            page["results"][0]["image_id"],
+            newest["results"][1]["image_id"]
+        );
+    }
+    let (status, _) = {
+        let r = api
+            .http
+            .post(api.url("/v1/search/text"))
+            .json(&json!({"query": "a photo", "order": "date"}))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), ())
+    };
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Seconds since the epoch of an RFC 3339 time with or without an offset (none: read as UTC,
+/// as the service orders a wall clock without a zone).
+fn instant(t: &str) -> i64 {
+    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        return ts.as_second();
+    }
+    format!("{t}Z")
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_second()
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -311,6 +406,7 @@ async fn a_photo_library_is_filtered_by_exif_folders_and_fields() {
         xmodal::library::scan::id_for(rel).unwrap().to_string()
     }));
     check_filters(&api, &library).await;
+    check_date_order(&api).await;
 
     // folders: a folder and everything below it, not its look-alike sibling "2024-old"
     for (filter, want) in [
@@ -381,4 +477,45 @@ async fn uploads_are_filtered_on_postgres_as_on_sqlite() {
     }
     upload_with_fields(&api).await;
     check_filters(&api, &Ids(Box::new(|rel| file_stem(rel).to_string()))).await;
+    check_date_order(&api).await;
+
+    // near-duplicates from pgvector's index: the same photo under a second id groups with the
+    // first at any threshold (identical embeddings), and nothing else joins it at 0.9999
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "image",
+            reqwest::multipart::Part::bytes(
+                std::fs::read(fixture("exif/2024/summer/beach.jpg")).unwrap(),
+            )
+            .file_name("x"),
+        )
+        .text("id", "beach-again");
+    let r = api
+        .http
+        .post(api.url("/v1/images"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let found = api.get("/v1/duplicates?threshold=0.9999&limit=100").await;
+    let with_beach: Vec<BTreeSet<&str>> = found["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            g["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["image_id"].as_str().unwrap())
+                .collect::<BTreeSet<&str>>()
+        })
+        .filter(|g| g.contains("beach"))
+        .collect();
+    assert_eq!(
+        with_beach,
+        vec![BTreeSet::from(["beach", "beach-again"])],
+        "{found}"
+    );
 }

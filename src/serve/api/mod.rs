@@ -1,6 +1,7 @@
 //! Request and response types of the HTTP API (see ../shared/API.md), with their OpenAPI schemas,
 //! and the validation of what clients send.
 
+pub mod duplicates;
 pub mod embeddings;
 pub mod filter;
 pub mod photo;
@@ -52,6 +53,30 @@ pub struct TextSearchRequest {
     /// Only images this filter keeps (EXIF, folder, your own fields).
     #[serde(default)]
     pub filter: Option<filter::SearchFilter>,
+    /// `relevance` (default), or the relevant results by when they were taken: `taken_at`
+    /// (newest first) or `taken_at_asc`; undated photos come last. The relevant results end
+    /// where this query's scores drop from a high group to the rest (chosen per query; the
+    /// score is returned as `cutoff`), among the best 200.
+    #[serde(default)]
+    pub order: Option<SearchOrder>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchOrder {
+    Relevance,
+    TakenAt,
+    TakenAtAsc,
+}
+
+impl From<SearchOrder> for super::service::ResultOrder {
+    fn from(o: SearchOrder) -> Self {
+        match o {
+            SearchOrder::Relevance => Self::Relevance,
+            SearchOrder::TakenAt => Self::TakenAtNewest,
+            SearchOrder::TakenAtAsc => Self::TakenAtOldest,
+        }
+    }
 }
 
 impl TextSearchRequest {
@@ -206,6 +231,9 @@ pub struct ImageResults {
     /// An image query's own top labels (`POST /v1/search/similar`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub query_tags: Vec<Tag>,
+    /// With a `taken_at` order: the lowest score this query kept as relevant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutoff: Option<f32>,
 }
 
 impl ImageResults {
@@ -229,6 +257,7 @@ impl ImageResults {
             took_ms: started.elapsed().as_secs_f64() * 1e3,
             model: ranked.model,
             query_tags: tags(ranked.query_tags),
+            cutoff: ranked.cutoff,
         }
     }
 }

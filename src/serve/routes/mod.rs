@@ -1,5 +1,6 @@
 //! HTTP handlers: validation, JSON and status codes; everything else is delegated.
 
+pub mod duplicates;
 pub mod embeddings;
 pub mod images;
 pub mod ops;

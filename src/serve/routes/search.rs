@@ -49,6 +49,7 @@ pub async fn search_text(
         page: page.query(),
         filter: filter.as_ref(),
     };
+    let order = req.order.map(Into::into).unwrap_or_default();
     let service = state.service()?;
     let ranked = match (&req.query, &req.terms) {
         (Some(query), None) => {
@@ -57,13 +58,13 @@ pub async fn search_text(
                 return Err(ApiError::Invalid("query must not be empty".into()));
             }
             service
-                .search_text(req.model.as_deref(), text, request)
+                .search_text(req.model.as_deref(), text, request, order)
                 .await?
         }
         (None, Some(terms)) => {
             let terms = terms::validate(terms).map_err(ApiError::Invalid)?;
             service
-                .search_terms(req.model.as_deref(), terms, request)
+                .search_terms(req.model.as_deref(), terms, request, order)
                 .await?
         }
         _ => {

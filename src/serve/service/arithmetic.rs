@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 
-use super::{search::ImageMatch, Ranked, Service, ServiceError};
+use super::{search::ImageMatch, Ranked, ResultOrder, Service, ServiceError};
 use crate::{data::ImageId, index::SearchRequest, vectors::Embedding};
 
 /// What one term of a query is.
@@ -23,12 +23,13 @@ pub struct WeightedTerm {
 }
 
 impl Service {
-    /// Weighted terms → ranked images.
+    /// Weighted terms → images, in `order`.
     pub async fn search_terms(
         &self,
         model: Option<&str>,
         terms: Vec<WeightedTerm>,
         request: SearchRequest<'_>,
+        order: ResultOrder,
     ) -> Result<Ranked<ImageMatch>, ServiceError> {
         let space = self.space(model)?;
         let mut sum: Vec<f32> = Vec::new();
@@ -61,7 +62,7 @@ impl Service {
             ));
         }
         sum.iter_mut().for_each(|x| *x /= norm);
-        let hits = space.images.search(&Embedding::new(sum), request).await?;
-        self.ranked_images(space, hits).await
+        self.images_in_order(space, &Embedding::new(sum), request, order)
+            .await
     }
 }

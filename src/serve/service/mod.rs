@@ -7,9 +7,11 @@
 
 mod arithmetic;
 mod collection;
+mod duplicates;
 mod embeddings;
 mod library;
 mod load;
+mod order;
 mod search;
 mod tags;
 
@@ -19,9 +21,11 @@ use candle_core::{Device, Tensor};
 
 pub use arithmetic::{QueryTerm, WeightedTerm};
 pub use collection::{ImageDetails, ImageFile, Upload};
+pub use duplicates::{DuplicateGroup, DuplicateImage, Duplicates, DEFAULT_DUPLICATE_SCORE};
 pub use embeddings::{EmbedInput, Embedded};
 pub use library::LibraryConfig;
 pub use load::ServiceConfig;
+pub use order::{relevant_count, ResultOrder, ORDER_CANDIDATES};
 pub use search::{CaptionMatch, ImageMatch, Ranked};
 pub use tags::Tag;
 

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 
-use super::{Service, ServiceError, Space, Tag};
+use super::{ResultOrder, Service, ServiceError, Space, Tag};
 use crate::{
     data::{filter::Filter, metadata::PhotoMetadata},
     data::{CaptionKey, ImageId},
@@ -33,20 +33,22 @@ pub struct Ranked<T> {
     pub model: String,
     /// An image query's own tags (image → text even where no caption exists yet).
     pub query_tags: Vec<Tag>,
+    /// The score a date-ordered query kept results down to.
+    pub cutoff: Option<f32>,
 }
 
 impl Service {
-    /// Caption → ranked images.
+    /// Caption → images, in `order`.
     pub async fn search_text(
         &self,
         model: Option<&str>,
         text: String,
         request: SearchRequest<'_>,
+        order: ResultOrder,
     ) -> Result<Ranked<ImageMatch>, ServiceError> {
         let space = self.space(model)?;
         let q = space.project_text(&self.text_features(text).await?)?;
-        let hits = space.images.search(&q, request).await?;
-        self.ranked_images(space, hits).await
+        self.images_in_order(space, &q, request, order).await
     }
 
     /// Image (encoded bytes) → ranked captions.
@@ -188,6 +190,7 @@ impl Service {
             hits: matches,
             model: space.model.clone(),
             query_tags: Vec::new(),
+            cutoff: None,
         })
     }
 
@@ -243,6 +246,7 @@ impl Service {
             hits: matches,
             model: space.model.clone(),
             query_tags: Vec::new(),
+            cutoff: None,
         })
     }
 }
