@@ -365,15 +365,11 @@ impl PgVectorIndex {
                 plan,
             ),
             Some(filter) => {
+                // the iterative scan answers every share kept in scripts/bench/bench-filters at
+                // recall@10 1.000, ahead of scoring the kept rows exactly (and of counting them
+                // first to choose): Auto walks the graph; the bench can force either plan
                 let plan = match plan {
-                    FilterPlan::Auto => {
-                        let limit = PG_EXACT_BELOW_ROWS.max(2 * ef);
-                        if self.kept_at_most(&mut tx, filter, limit).await? {
-                            FilterPlan::Exact
-                        } else {
-                            FilterPlan::Graph
-                        }
-                    }
+                    FilterPlan::Auto => FilterPlan::Graph,
                     chosen => chosen,
                 };
                 let selection = ImageSelection::new(filter, 4);
@@ -418,27 +414,6 @@ impl PgVectorIndex {
             .take_while(|h| query.min_score.is_none_or(|m| h.score >= m))
             .collect();
         Ok((hits, plan))
-    }
-
-    /// Whether `filter` keeps at most `limit` rows of the table: a count that stops at
-    /// `limit + 1`, so a broad filter costs a bounded scan rather than a full count.
-    async fn kept_at_most(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        filter: &Filter,
-        limit: usize,
-    ) -> Result<bool, PgIndexError> {
-        let selection = ImageSelection::new(filter, 2);
-        let sql = format!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM {} WHERE image_id IN ({}) LIMIT $1) AS kept",
-            self.table, selection.sql
-        );
-        let counted: i64 = selection
-            .bind(sqlx::query(AssertSqlSafe(sql)).bind(limit as i64 + 1))
-            .fetch_one(&mut *conn)
-            .await?
-            .get(0);
-        Ok(counted as usize <= limit)
     }
 }
 
@@ -495,11 +470,6 @@ impl PgVectorIndex {
 
 /// The score column: cosine similarity as a double.
 const SCORE: &str = "CAST(1 - (embedding <=> CAST($1 AS vector)) AS DOUBLE PRECISION)";
-
-/// A filter keeping at most this many rows is answered by scoring all of them (the iterative
-/// graph scan misses neighbours when few rows pass: recall@10 0.911 at 1% of 50k in
-/// scripts/bench/bench-filters, AMD EPYC AVX2).
-pub const PG_EXACT_BELOW_ROWS: usize = 2000;
 
 impl PgVectorIndex {
     /// Store one embedding on `conn` (the catalog transaction that writes its image).
