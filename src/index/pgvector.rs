@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use super::project_stored;
-use super::{ann::IndexParams, FilterPlan, Hit, NearPair, Query};
+use super::{ann::IndexParams, FilterPlan, Hit, Query};
 use crate::{
     data::{
         catalog::{filter::ImageSelection, is_transient, stored_vector},
@@ -156,10 +156,10 @@ fn probe_failure(e: &sqlx::Error, versions: &(String, Option<String>)) -> String
 }
 
 pub struct PgVectorIndex {
-    pool: AnyPool,
-    table: String,
+    pub(super) pool: AnyPool,
+    pub(super) table: String,
     dims: usize,
-    ef_search: usize,
+    pub(super) ef_search: usize,
 }
 
 /// pgvector's text form, `[1,2.5,-3]`: bound as text and cast, so no driver extension is needed.
@@ -414,57 +414,6 @@ impl PgVectorIndex {
             .take_while(|h| query.min_score.is_none_or(|m| h.score >= m))
             .collect();
         Ok((hits, plan))
-    }
-}
-
-impl PgVectorIndex {
-    /// For up to `chunk` items after `after` in key order: their up to `per_item` nearest other
-    /// items scoring at least `min_score` (pgvector's index serves each lateral search), and the
-    /// last item read (`None` at the end of the table).
-    pub async fn near_pairs_after(
-        &self,
-        after: &str,
-        chunk: usize,
-        min_score: f32,
-        per_item: usize,
-    ) -> Result<(Vec<NearPair>, Option<String>), PgIndexError> {
-        let mut tx = self.pool.begin().await?;
-        let ef = self.ef_search.max(per_item + 1);
-        sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL hnsw.ef_search = {ef}")))
-            .execute(&mut *tx)
-            .await?;
-        let table = &self.table;
-        let items: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT item FROM {table} WHERE item > $1 ORDER BY item LIMIT $2"
-        )))
-        .bind(after)
-        .bind(chunk as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        let Some(last) = items.last().cloned() else {
-            tx.commit().await?;
-            return Ok((Vec::new(), None));
-        };
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT a.item, n.item, n.score FROM {table} a CROSS JOIN LATERAL (
-                 SELECT b.item, CAST(1 - (b.embedding <=> a.embedding) AS DOUBLE PRECISION) AS score
-                 FROM {table} b WHERE b.item <> a.item
-                 ORDER BY b.embedding <=> a.embedding LIMIT $3) AS n
-             WHERE a.item > $1 AND a.item <= $2 AND n.score >= $4"
-        )))
-        .bind(after)
-        .bind(last.as_str())
-        .bind(per_item as i64)
-        .bind(min_score as f64)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let pairs = rows
-            .iter()
-            .map(|r| NearPair::new(r.get(0), r.get(1), r.get::<f64, _>(2) as f32))
-            .collect();
-        let more = items.len() == chunk;
-        Ok((pairs, more.then_some(last)))
     }
 }
 
