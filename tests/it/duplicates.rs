@@ -37,22 +37,6 @@ fn write_library(root: &Path) {
     }
 }
 
-fn groups(answer: &Value) -> BTreeSet<BTreeSet<String>> {
-    answer["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            g["images"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["image_id"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .collect()
-}
-
 fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
@@ -74,7 +58,7 @@ async fn copies_are_grouped_with_their_originals_and_distinct_photos_are_not() {
             "astronaut-quarter.jpg",
         ]),
     ]);
-    assert_eq!(groups(&answer), want, "{answer}");
+    assert_eq!(api::duplicate_groups(&answer), want, "{answer}");
     assert_eq!(answer["total_groups"], 2);
     // the larger group first, and in each group the largest file first (the original here)
     let first = &answer["groups"][0];
@@ -93,7 +77,7 @@ async fn copies_are_grouped_with_their_originals_and_distinct_photos_are_not() {
     // pages of groups
     let second = api.get("/v1/duplicates?limit=1&offset=1").await;
     assert_eq!(
-        groups(&second),
+        api::duplicate_groups(&second),
         BTreeSet::from([set(&["chelsea.jpg", "chelsea-q40.jpg"])]),
         "{second}"
     );

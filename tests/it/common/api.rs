@@ -66,6 +66,25 @@ pub fn image_ids(answer: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The groups of a `/v1/duplicates` answer, each as its set of image ids.
+pub fn duplicate_groups(
+    answer: &Value,
+) -> std::collections::BTreeSet<std::collections::BTreeSet<String>> {
+    answer["groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|g| {
+            g["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["image_id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
 /// A `/metrics` page.
 pub struct Metrics(pub String);
 
